@@ -1,0 +1,30 @@
+"""The small shared core of Meshplate's processes.
+
+Modules, each one idea: `settings` (typed configuration), `logging` (JSON lines with the request
+id), `errors` (the domain error hierarchy), `interceptors` and `grpc_server` (the grpc.aio bootstrap),
+`channels` (the client channel factory), `process` (a service's `main`), `events` (the payloads of
+the Redis streams) and `database` (engine and migrations; needs the `db` extra). This package
+re-exports only what is free of any transport, so domain code may import it.
+"""
+
+from meshplate_core.errors import (
+    AlreadyExistsError,
+    DomainError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+
+__all__ = [
+    "AlreadyExistsError",
+    "DomainError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "UnauthenticatedError",
+    "UnavailableError",
+]

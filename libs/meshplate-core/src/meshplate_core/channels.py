@@ -1,0 +1,79 @@
+"""The client channel factory: keepalive, deadlines, retries of idempotent calls, round robin.
+
+Which calls may be retried is read from the contract itself: an RPC whose proto declares
+`idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT` is retried on UNAVAILABLE, any other is not,
+because a retried write could be applied twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor_pb2 import MethodOptions
+
+_RETRYABLE_LEVELS = (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
+
+
+def is_idempotent(method: MethodDescriptor) -> bool:
+    """Whether the contract allows calling this RPC more than once for one request."""
+    return method.GetOptions().idempotency_level in _RETRYABLE_LEVELS
+
+
+def service_config(
+    services: Sequence[ServiceDescriptor], *, timeout_s: float, max_attempts: int = 3
+) -> dict[str, Any]:
+    """A gRPC service config: round robin, a default deadline, retries for idempotent RPCs."""
+    timeout = f"{timeout_s:.3f}s"
+    retryable = [
+        {"service": service.full_name, "method": method.name}
+        for service in services
+        for method in service.methods
+        if is_idempotent(method)
+    ]
+    method_config: list[dict[str, Any]] = [
+        {"name": [{"service": service.full_name} for service in services], "timeout": timeout}
+    ]
+    if retryable:
+        method_config.append(
+            {
+                "name": retryable,
+                "timeout": timeout,
+                "retryPolicy": {
+                    "maxAttempts": max_attempts,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        )
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": method_config,
+        # Retries stop when more than half of recent calls failed, so an outage is not multiplied.
+        "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+    }
+
+
+def open_channel(
+    target: str, *, services: Sequence[ServiceDescriptor], timeout_s: float
+) -> grpc.aio.Channel:
+    """An insecure channel to `target` (`host:port`, or `dns:///name:port` for every replica)."""
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.service_config", json.dumps(service_config(services, timeout_s=timeout_s))),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # A restarted peer is found again within about a second, not after minutes of backoff.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1_000),
+        ],
+    )

@@ -1,0 +1,94 @@
+"""Database bootstrap for the services that own tables: engine, ping and Alembic migrations.
+
+One code path serves PostgreSQL (asyncpg) in production and tests and SQLite (aiosqlite) files for a
+zero-setup local stack. URLs may be given in their plain form (`postgresql://`, `sqlite:///`): the
+async driver is chosen here, so operators never need to know which one we use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+# Any constant works; it only has to be the same for every replica of one service.
+_MIGRATION_LOCK_ID = 0x6D657368
+
+
+def async_url(url: str) -> URL:
+    """Parse a database URL and pick the async driver for its dialect."""
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.get_backend_name())
+    if driver is None:
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+    return parsed.set(drivername=driver)
+
+
+def open_engine(url: str, *, pool_size: int, application_name: str) -> AsyncEngine:
+    """Create the service's engine; SQLite files get their folder, WAL and enforced foreign keys."""
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, connect_args={"timeout": 10})
+        event.listen(engine.sync_engine, "connect", _tune_sqlite)
+        return engine
+    return create_async_engine(
+        parsed,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+async def ping(engine: AsyncEngine, *, timeout_s: float) -> None:
+    """Raise unless the database answers a trivial query within the timeout."""
+    async with asyncio.timeout(timeout_s), engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def migrate(engine: AsyncEngine, script_location: Path) -> None:
+    """Upgrade the schema to the newest revision; concurrent replicas take turns on PostgreSQL."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
+        await conn.run_sync(_upgrade, script_location)
+
+
+def _upgrade(connection: Connection, script_location: Path) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def run_migrations(target_metadata: Any) -> None:
+    """The whole body of a service's Alembic `env.py`: migrate on the connection `migrate` passed."""
+    from alembic import context
+
+    connection: Connection = context.config.attributes["connection"]
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

@@ -1,0 +1,132 @@
+"""The grpc.aio server bootstrap: interceptors, health, reflection, signals and graceful stop.
+
+`start` is what tests use (a real server on port 0); `serve_until_terminated` is what a service's
+`serve()` awaits: it keeps the health status in step with the service's own check (its database),
+and on SIGTERM reports NOT_SERVING first, then gives in-flight RPCs a grace period to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from meshplate_core.interceptors import DomainErrorInterceptor, RequestIdInterceptor
+
+log = logging.getLogger(__name__)
+
+Register = Callable[[grpc.aio.Server], None]
+Check = Callable[[], Awaitable[None]]
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started server, its real port (also when asked for 0) and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_name: str
+
+    async def set_serving(self, serving: bool) -> None:
+        """Report the service (and the server as a whole, "") as serving or not."""
+        status = SERVING if serving else NOT_SERVING
+        for name in (self.service_name, ""):
+            await self.health.set(name, status)
+
+
+async def start(
+    register: Register,
+    *,
+    service_name: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_connection_age_s: float = 300.0,
+    serving: bool = True,
+) -> Running:
+    """Start a server with the Meshplate interceptors, health and reflection."""
+    server = grpc.aio.server(
+        interceptors=[RequestIdInterceptor(), DomainErrorInterceptor()],
+        options=[
+            ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
+            ("grpc.max_connection_age_grace_ms", 30_000),
+            # Let clients' keepalive pings through (they ping every 20 s).
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+    register(server)
+    checks = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    reflection.enable_server_reflection(
+        (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    running = Running(server, bound, checks, service_name)
+    await running.set_serving(serving)
+    return running
+
+
+async def watch_health(running: Running, check: Check, *, interval_s: float) -> None:
+    """Forever: run the check, report SERVING when it passes and NOT_SERVING when it raises."""
+    healthy: bool | None = None
+    while True:
+        try:
+            await check()
+            now_healthy = True
+        except Exception as exc:
+            now_healthy = False
+            if healthy is not False:
+                log.warning("health check failed: %s", exc.__class__.__name__, exc_info=True)
+        if now_healthy != healthy:
+            await running.set_serving(now_healthy)
+            if now_healthy:
+                log.info("health check passed, serving")
+            healthy = now_healthy
+        await asyncio.sleep(interval_s)
+
+
+async def serve_until_terminated(
+    register: Register,
+    *,
+    service_name: str,
+    host: str,
+    port: int,
+    grace_s: float,
+    max_connection_age_s: float,
+    check: Check,
+    check_interval_s: float,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then report NOT_SERVING and stop within `grace_s`."""
+    running = await start(
+        register,
+        service_name=service_name,
+        host=host,
+        port=port,
+        max_connection_age_s=max_connection_age_s,
+        serving=False,
+    )
+    log.info("%s listening on %s:%d", service_name, host, running.port)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    watcher = asyncio.create_task(watch_health(running, check, interval_s=check_interval_s))
+    try:
+        await stopping.wait()
+    finally:
+        log.info("stopping: NOT_SERVING, then up to %.1f s for in-flight RPCs", grace_s)
+        watcher.cancel()
+        await running.health.enter_graceful_shutdown()
+        await running.server.stop(grace_s)
+        log.info("stopped")

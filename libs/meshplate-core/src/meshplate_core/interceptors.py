@@ -1,0 +1,140 @@
+"""Server interceptors: the request id into the log context, domain errors into status codes.
+
+Both wrap unary-unary handlers only: every Meshplate RPC is unary, and the streaming RPCs of the
+health and reflection services need neither.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+import grpc
+
+from meshplate_core.errors import (
+    AlreadyExistsError,
+    DomainError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from meshplate_core.logging import request_id
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_KEY = "x-request-id"
+_MAX_REQUEST_ID_LENGTH = 128
+
+_STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
+    InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+}
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+Behavior = Callable[[Any, Context], Any]
+
+
+def status_for(exc: DomainError) -> grpc.StatusCode:
+    """The status of a domain error: its nearest mapped base class, else FAILED_PRECONDITION."""
+    for cls in type(exc).__mro__:
+        if cls in _STATUS_BY_ERROR:
+            return _STATUS_BY_ERROR[cls]
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+def trailers_for(exc: DomainError) -> tuple[tuple[str, str], ...]:
+    """Machine-readable extras of an error, sent as trailing metadata."""
+    if isinstance(exc, InvalidArgumentError) and exc.field:
+        return (("field", exc.field),)
+    if isinstance(exc, ResourceExhaustedError):
+        return (("retry-after", str(exc.retry_after_s)),)
+    return ()
+
+
+def valid_request_id(value: str | None) -> str:
+    """The caller's request id when it is sane, otherwise a fresh one."""
+    if value and len(value) <= _MAX_REQUEST_ID_LENGTH and value.isascii() and value.isprintable():
+        return value
+    return uuid.uuid4().hex
+
+
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        # The stubs type handlers as synchronous; under grpc.aio they may be coroutines.
+        behavior = cast(Behavior, handler.unary_unary)
+
+        async def wrapped(request: Any, context: Context) -> Any:
+            return await self.around(behavior, request, context, handler_call_details)
+
+        return grpc.unary_unary_rpc_method_handler(
+            cast(Any, wrapped),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def around(
+        self, behavior: Behavior, request: Any, context: Context, details: grpc.HandlerCallDetails
+    ) -> Any:
+        raise NotImplementedError
+
+
+async def _call(behavior: Behavior, request: Any, context: Context) -> Any:
+    result = behavior(request, context)
+    return await result if inspect.isawaitable(result) else result
+
+
+class RequestIdInterceptor(_UnaryInterceptor):
+    """Puts the caller's `x-request-id` (or a new one) into the log context of the RPC."""
+
+    async def around(
+        self, behavior: Behavior, request: Any, context: Context, details: grpc.HandlerCallDetails
+    ) -> Any:
+        metadata = dict(details.invocation_metadata or ())
+        raw = metadata.get(REQUEST_ID_KEY)
+        token = request_id.set(valid_request_id(raw if isinstance(raw, str) else None))
+        try:
+            return await _call(behavior, request, context)
+        finally:
+            request_id.reset(token)
+
+
+class DomainErrorInterceptor(_UnaryInterceptor):
+    """Maps domain errors to their status; anything unexpected becomes INTERNAL, logged, not leaked."""
+
+    async def around(
+        self, behavior: Behavior, request: Any, context: Context, details: grpc.HandlerCallDetails
+    ) -> Any:
+        try:
+            return await _call(behavior, request, context)
+        except DomainError as exc:
+            await context.abort(status_for(exc), str(exc), trailing_metadata=trailers_for(exc))
+        except grpc.aio.AbortError:
+            raise
+        except NotImplementedError:
+            # The generated base servicer raises this for RPCs a service does not implement yet.
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+        except Exception:
+            log.exception("unexpected error in %s", details.method)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")

@@ -1,0 +1,78 @@
+"""The life of a gRPC service that owns a database: connect, migrate, serve, dispose.
+
+A service supplies what is its own (how to build its servicers from an engine, what data must exist
+before it serves) and gets the same start-up and shutdown as every other service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshplate_core.database import migrate, open_engine, ping
+from meshplate_core.grpc_server import Register, serve_until_terminated
+from meshplate_core.settings import GrpcServiceSettings
+
+Build = Callable[[AsyncEngine], Register]
+Prepare = Callable[[AsyncEngine], Awaitable[None]]
+
+
+async def _no_data(_engine: AsyncEngine) -> None:
+    return None
+
+
+def connect(settings: GrpcServiceSettings, *, application_name: str) -> AsyncEngine:
+    """The service's engine, from its settings."""
+    return open_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        application_name=application_name,
+    )
+
+
+async def serve_database_service(
+    settings: GrpcServiceSettings,
+    *,
+    service_name: str,
+    application_name: str,
+    migrations: Path,
+    build: Build,
+    prepare: Prepare = _no_data,
+) -> None:
+    """Migrate (when `migrate_on_start`), prepare data, serve until SIGTERM, close the pool."""
+    engine = connect(settings, application_name=application_name)
+    try:
+        if settings.migrate_on_start:
+            await migrate(engine, migrations)
+            await prepare(engine)
+        await serve_until_terminated(
+            build(engine),
+            service_name=service_name,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            grace_s=settings.shutdown_grace_s,
+            max_connection_age_s=settings.max_connection_age_s,
+            check=partial(ping, engine, timeout_s=settings.health_interval_s),
+            check_interval_s=settings.health_interval_s,
+        )
+    finally:
+        await engine.dispose()
+
+
+async def migrate_database(
+    settings: GrpcServiceSettings,
+    *,
+    application_name: str,
+    migrations: Path,
+    prepare: Prepare = _no_data,
+) -> None:
+    """Migrate and prepare data, then return (`python -m <service> migrate`)."""
+    engine = connect(settings, application_name=application_name)
+    try:
+        await migrate(engine, migrations)
+        await prepare(engine)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,91 @@
+"""Typed settings shared by every process, read from the environment and the root `.env`.
+
+Each service subclasses `ServiceSettings` (or `GrpcServiceSettings`) with its own `env_prefix`, so
+`USERS_GRPC_PORT` configures the users service only. The names clients and operators share across
+services (`ENVIRONMENT`, `LOG_LEVEL`, `REDIS_URL`, ...) are read without a prefix. Secrets may also come
+from files: with `SECRETS_DIR` set, a file named after a setting's variable (`AUTH_SIGNING_KEY`)
+supplies its value, as Kubernetes and Docker secret mounts lay them out.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+Environment = Literal["local", "staging", "production"]
+
+# Values that mark a secret as "not set yet": production refuses to start with any of them.
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "change-me", "secret", "password"})
+
+
+class PlaceholderSecretError(ValueError):
+    """A secret still has a placeholder value where the environment forbids it."""
+
+
+class ServiceSettings(BaseSettings):
+    """What every Meshplate process has: environment, logging and a shutdown grace period."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_by_name=True
+    )
+
+    environment: Environment = Field(default="local", validation_alias="ENVIRONMENT")
+    log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
+    log_json: bool = Field(default=True, validation_alias="LOG_JSON")
+    # In-flight requests get this long to finish after SIGTERM.
+    shutdown_grace_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        if self.environment != "production":
+            return self
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value().strip().lower() in (
+                PLACEHOLDER_SECRETS
+            ):
+                raise PlaceholderSecretError(
+                    f"{name} has a placeholder value; set a real secret for ENVIRONMENT=production"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secrets_dir = os.environ.get("SECRETS_DIR")
+        files = (
+            (SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir),) if secrets_dir else ()
+        )
+        return (init_settings, env_settings, dotenv_settings, *files)
+
+
+class GrpcServiceSettings(ServiceSettings):
+    """A gRPC service that owns a database (PostgreSQL, or SQLite for local runs) and uses Redis."""
+
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    # Clients are sent GOAWAY after this long, so they re-resolve and spread over new replicas.
+    max_connection_age_s: float = Field(default=300.0, gt=0)
+    # How often the database is pinged to decide between SERVING and NOT_SERVING.
+    health_interval_s: float = Field(default=2.0, gt=0)
+    database_url: str = ""
+    database_pool_size: int = Field(default=10, ge=1)
+    # Apply pending migrations before serving (one replica at a time on PostgreSQL).
+    migrate_on_start: bool = True
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
+    )

@@ -1,0 +1,1 @@
+"""The auth service's storage: the only package that speaks SQL."""

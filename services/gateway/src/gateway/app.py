@@ -1,0 +1,117 @@
+"""create_app: the gateway's composition root (channels and clients live in the lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from redis.asyncio import Redis
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from gateway.clients import HealthClient, UsersClient
+from gateway.errors import NO_STORE, handle_rpc_error, handle_unexpected
+from gateway.middleware import RequestIdMiddleware
+from gateway.routes import health, users
+from gateway.routes.docs import docs_router
+from gateway.settings import Settings
+from meshplate.auth.v1 import auth_pb2
+from meshplate.ratelimit.v1 import ratelimit_pb2
+from meshplate.users.v1 import users_pb2
+from meshplate_core.channels import open_channel
+
+PEERS = {
+    "auth": auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
+    "users": users_pb2.DESCRIPTOR.services_by_name["UsersService"],
+    "ratelimit": ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimitService"],
+}
+
+
+class State(TypedDict):
+    """What every request can reach through `request.state` (see deps.py)."""
+
+    settings: Settings
+    users: UsersClient
+    health: HealthClient
+    redis: Redis
+
+
+def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
+    addresses = {
+        "auth": settings.auth_addr,
+        "users": settings.users_addr,
+        "ratelimit": settings.ratelimit_addr,
+    }
+    return {
+        name: open_channel(addresses[name], services=[service], timeout_s=settings.rpc_timeout_s)
+        for name, service in PEERS.items()
+    }
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    response = await http_exception_handler(request, exc)
+    response.headers.update(NO_STORE)
+    return response
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    response = await request_validation_exception_handler(request, exc)
+    response.headers.update(NO_STORE)
+    return response
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway application for these settings."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
+        channels = _channels(settings)
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.rpc_timeout_s,
+            socket_connect_timeout=settings.health_timeout_s,
+        )
+        try:
+            yield State(
+                settings=settings,
+                users=UsersClient(channels["users"], timeout_s=settings.rpc_timeout_s),
+                health=HealthClient(
+                    {name: (channels[name], PEERS[name].full_name) for name in PEERS},
+                    timeout_s=settings.health_timeout_s,
+                ),
+                redis=redis,
+            )
+        finally:
+            await redis.aclose()
+            await asyncio.gather(*(channel.close() for channel in channels.values()))
+
+    app = FastAPI(
+        title="Meshplate",
+        version=settings.version,
+        description="The FastAPI boilerplate's REST API, served by gRPC microservices.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, handle_unexpected)
+    app.include_router(health.router)
+    app.include_router(users.router)
+    if (docs := docs_router(app, settings.environment)) is not None:
+        app.include_router(docs)
+    return app

@@ -1,0 +1,91 @@
+"""The one place where gRPC statuses become HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+# Details a caller may read: what services put in their statuses on purpose. For the codes not
+# listed, the details may be gRPC's own words about connections or internals: a fixed text is sent.
+_SAFE_DETAILS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+_FIXED_DETAILS = {
+    grpc.StatusCode.CANCELLED: "Request cancelled",
+    grpc.StatusCode.UNIMPLEMENTED: "Not implemented",
+    grpc.StatusCode.UNAVAILABLE: "Service unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "Upstream timed out",
+}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
+    for name, value in exc.trailing_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return None
+
+
+def rpc_error_response(exc: grpc.aio.AioRpcError) -> JSONResponse:
+    """The HTTP answer for a failed call: status from the table, a detail safe to show."""
+    code = exc.code()
+    status = HTTP_STATUS.get(code, 500)
+    headers = dict(NO_STORE)
+    if code in _SAFE_DETAILS:
+        detail: object = exc.details() or "Request failed"
+    else:
+        detail = _FIXED_DETAILS.get(code, "Internal Server Error")
+        log.warning("call failed: %s %s", code.name, exc.details())
+    field = _trailer(exc, "field")
+    if code is grpc.StatusCode.INVALID_ARGUMENT and field is not None:
+        # A field error reads like FastAPI's own validation errors.
+        status = 422
+        detail = [{"type": "value_error", "loc": ["body", field], "msg": detail}]
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = "Bearer"
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (retry := _trailer(exc, "retry-after")):
+        headers["Retry-After"] = retry
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def handle_rpc_error(request: Request, exc: Exception) -> JSONResponse:
+    """Exception handler for every `grpc.aio.AioRpcError` a route lets through."""
+    assert isinstance(exc, grpc.aio.AioRpcError)
+    return rpc_error_response(exc)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered 500 without a word of it."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "Internal Server Error"}, status_code=500, headers=NO_STORE)

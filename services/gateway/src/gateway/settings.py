@@ -1,0 +1,29 @@
+"""Settings of the gateway (`GATEWAY_*`, plus the shared names of the REST contract)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from meshplate_core.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    """The HTTP listener, the peers it calls and how long it waits for them."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    auth_addr: str = "127.0.0.1:50051"
+    users_addr: str = "127.0.0.1:50052"
+    ratelimit_addr: str = "127.0.0.1:50053"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL"),
+    )
+    # Deadline of every call to a service; a slower answer becomes 504.
+    rpc_timeout_s: float = Field(default=5.0, gt=0)
+    # Deadline of each dependency check of /health/ready.
+    health_timeout_s: float = Field(default=1.0, gt=0)
+    version: str = "0.1.0"

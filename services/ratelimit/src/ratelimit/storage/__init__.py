@@ -1,0 +1,1 @@
+"""The ratelimit service's storage: the only package that speaks SQL."""

@@ -1,0 +1,23 @@
+"""Settings of the users service (`USERS_*`, plus the shared names of the REST contract)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from meshplate_core.settings import GrpcServiceSettings
+
+
+class Settings(GrpcServiceSettings):
+    """Users, tiers and posts: database, password hashing and the default tier."""
+
+    model_config = SettingsConfigDict(env_prefix="USERS_")
+
+    grpc_port: int = Field(default=50052, ge=0, le=65535)
+    database_url: str = "sqlite:///var/users.db"
+    default_tier_name: str = Field(default="free", validation_alias="DEFAULT_TIER_NAME")
+    # argon2id cost (RFC 9106's second recommendation; above OWASP's minimum of 19 MiB, t=2, p=1):
+    # about 0.1 s of one core per hash on the 2-core machines we measure on.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost_kib: int = Field(default=65536, ge=19456)
+    argon2_parallelism: int = Field(default=4, ge=1)

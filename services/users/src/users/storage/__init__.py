@@ -1,0 +1,1 @@
+"""The users service's storage: the only package that speaks SQL."""
