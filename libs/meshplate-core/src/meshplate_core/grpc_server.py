@@ -106,8 +106,12 @@ async def serve_until_terminated(
     max_connection_age_s: float,
     check: Check,
     check_interval_s: float,
+    drain_s: float = 0.0,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then report NOT_SERVING and stop within `grace_s`."""
+    """Serve until SIGTERM or SIGINT, then report NOT_SERVING and stop within `grace_s`.
+
+    Between the two, `drain_s` lets load balancers see NOT_SERVING while new calls still succeed.
+    """
     running = await start(
         register,
         service_name=service_name,
@@ -128,5 +132,6 @@ async def serve_until_terminated(
         log.info("stopping: NOT_SERVING, then up to %.1f s for in-flight RPCs", grace_s)
         watcher.cancel()
         await running.health.enter_graceful_shutdown()
+        await asyncio.sleep(drain_s)
         await running.server.stop(grace_s)
         log.info("stopped")

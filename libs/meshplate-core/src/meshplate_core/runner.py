@@ -54,6 +54,7 @@ async def serve_database_service(
             host=settings.grpc_host,
             port=settings.grpc_port,
             grace_s=settings.shutdown_grace_s,
+            drain_s=settings.shutdown_drain_s,
             max_connection_age_s=settings.max_connection_age_s,
             check=partial(ping, engine, timeout_s=settings.health_interval_s),
             check_interval_s=settings.health_interval_s,

@@ -40,7 +40,9 @@ class ServiceSettings(BaseSettings):
     environment: Environment = Field(default="local", validation_alias="ENVIRONMENT")
     log_level: str = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_json: bool = Field(default=True, validation_alias="LOG_JSON")
-    # In-flight requests get this long to finish after SIGTERM.
+    # After SIGTERM: report not ready for `shutdown_drain_s` (so load balancers stop sending new
+    # work) while still serving, then give in-flight requests `shutdown_grace_s` to finish.
+    shutdown_drain_s: float = Field(default=0.0, ge=0)
     shutdown_grace_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")

@@ -1,0 +1,75 @@
+"""Repo-wide fixtures: real PostgreSQL and Redis for the session (see meshplate_testing.servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+import redis
+from meshplate_testing.proxy import TcpProxy
+from meshplate_testing.servers import (
+    PG_DEFAULT,
+    REDIS_DEFAULT,
+    postgres_answers,
+    recreate_database,
+    redis_answers,
+    throwaway_postgres,
+    throwaway_redis,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DSN of a PostgreSQL server (its `postgres` database) where tests may create databases."""
+    if dsn := os.environ.get("TEST_POSTGRES_DSN"):
+        yield dsn
+    elif postgres_answers(PG_DEFAULT):
+        yield PG_DEFAULT
+    else:
+        with throwaway_postgres(tmp_path_factory.mktemp("postgres")) as dsn:
+            yield dsn
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a Redis database that tests own (flush it freely)."""
+    if url := os.environ.get("TEST_REDIS_URL"):
+        yield url
+    elif redis_answers(REDIS_DEFAULT):
+        yield REDIS_DEFAULT
+    else:
+        with throwaway_redis() as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def make_database(postgres_dsn: str) -> Callable[[str], str]:
+    """Creates (dropping any old one) the database `meshplate_test_<name>`; returns its URL.
+
+    Call it from a synchronous fixture: it runs its own event loop.
+    """
+
+    def make(name: str) -> str:
+        return asyncio.run(recreate_database(postgres_dsn, f"meshplate_test_{name}"))
+
+    return make
+
+
+@pytest.fixture
+def flushed_redis(redis_url: str) -> str:
+    """`redis_url`, emptied before the test."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    return redis_url
+
+
+@pytest.fixture
+async def postgres_proxy(postgres_dsn: str) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the test PostgreSQL server, open at the start."""
+    host, _, port = postgres_dsn.split("@", 1)[1].split("/", 1)[0].rpartition(":")
+    proxy = TcpProxy(host, int(port))
+    await proxy.open()
+    yield proxy
+    await proxy.cut()

@@ -1,0 +1,86 @@
+"""A service run as a real child process (`python -m <service>`), read through its JSON log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+LogLine = dict[str, Any]
+
+
+class ServiceProcess:
+    """Starts `python -m <module>`, keeps every log line, stops it with SIGTERM."""
+
+    def __init__(self, module: str, *args: str, env: Mapping[str, str]) -> None:
+        self._command = [sys.executable, "-m", module, *args]
+        self._env = {**os.environ, "LOG_JSON": "true", **env}
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.lines: list[LogLine] = []
+        self.raw: list[str] = []
+
+    async def start(self) -> None:
+        """Start the process (its cwd stays the test's, so no `.env` of a developer is read)."""
+        self._process = await asyncio.create_subprocess_exec(
+            *self._command,
+            env=self._env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        while line := await self._process.stdout.readline():
+            text = line.decode(errors="replace").rstrip()
+            self.raw.append(text)
+            try:
+                self.lines.append(json.loads(text))
+            except json.JSONDecodeError:
+                pass
+            self._changed.set()
+        self._changed.set()
+
+    async def wait_for_log(
+        self, matches: Callable[[LogLine], bool], *, timeout_s: float
+    ) -> LogLine:
+        """The first log line that `matches`, waiting for it up to `timeout_s`."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for line in self.lines:
+                    if matches(line):
+                        return line
+                if self._process is not None and self._process.returncode is not None:
+                    raise AssertionError(f"process exited: {self.output()}")
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait(self, *, timeout_s: float) -> int:
+        """The exit code, once the process has ended by itself."""
+        assert self._process is not None and self._reader is not None
+        async with asyncio.timeout(timeout_s):
+            code = await self._process.wait()
+            await self._reader
+        return code
+
+    async def terminate(self, *, timeout_s: float) -> int:
+        """Send SIGTERM and return the exit code (killing it if it outlives `timeout_s`)."""
+        assert self._process is not None
+        if self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)
+        try:
+            return await self.wait(timeout_s=timeout_s)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+            raise
+
+    def output(self) -> str:
+        """Everything the process printed, for assertion messages."""
+        return "\n".join(self.raw[-40:])

@@ -1,0 +1,68 @@
+"""The users service under test: a migrated PostgreSQL database, the store, a real gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshplate.users.v1 import users_pb2_grpc
+from meshplate_core.database import migrate, open_engine
+from meshplate_core.grpc_server import start
+from users.server import MIGRATIONS, SERVICE_NAME, build, prepare
+from users.settings import Settings
+
+if TYPE_CHECKING:
+    from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
+
+
+def settings_for(database_url: str) -> Settings:
+    """The service's settings for tests: the test database, the real (production) hash cost."""
+    return Settings(database_url=database_url, grpc_port=0, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def users_database_url(make_database: Callable[[str], str]) -> str:
+    """A fresh, migrated database for this session's users tests."""
+    url = make_database("users")
+
+    async def migrate_once() -> None:
+        engine = open_engine(url, pool_size=1, application_name="users-tests")
+        try:
+            await migrate(engine, MIGRATIONS)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate_once())
+    return url
+
+
+@pytest.fixture
+def settings(users_database_url: str) -> Settings:
+    """Settings pointing at the test database."""
+    return settings_for(users_database_url)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on an emptied database that holds only the default tier."""
+    engine = open_engine(settings.database_url, pool_size=5, application_name="users-tests")
+    async with engine.begin() as conn:
+        await conn.execute(text('TRUNCATE "user", tier RESTART IDENTITY CASCADE'))
+    await prepare(engine, settings=settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def users(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UsersServiceAsyncStub]:
+    """A stub of the real users server, started on port 0 with the real store."""
+    running = await start(build(engine, settings=settings), service_name=SERVICE_NAME)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        yield users_pb2_grpc.UsersServiceStub(channel)
+    await running.server.stop(grace=None)

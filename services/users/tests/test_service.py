@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshplate.users.v1 import users_pb2
+
+if TYPE_CHECKING:
+    from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
+
+
+def _sign_up(**overrides: str) -> users_pb2.CreateUserRequest:
+    fields = {
+        "name": "Ann Lee",
+        "username": "ann",
+        "email": "Ann@Example.com",
+        "password": "correct horse",
+    }
+    return users_pb2.CreateUserRequest(**{**fields, **overrides})
+
+
+async def test_create_user_returns_the_stored_user(users: UsersServiceAsyncStub) -> None:
+    reply = await users.CreateUser(_sign_up())
+
+    assert reply.user.id == 1
+    assert (reply.user.username, reply.user.email) == ("ann", "ann@example.com")
+    assert reply.user.HasField("tier_id")
+    assert not reply.user.is_superuser
+    assert len(reply.user.uuid) == 36
+
+
+async def test_password_hash_is_argon2id_and_never_sent(
+    users: UsersServiceAsyncStub, engine: AsyncEngine
+) -> None:
+    reply = await users.CreateUser(_sign_up())
+    async with engine.connect() as conn:
+        stored = (await conn.execute(text('SELECT hashed_password FROM "user"'))).scalar_one()
+
+    assert stored.startswith("$argon2id$")
+    assert "correct horse" not in str(reply)
+    assert stored not in str(reply)
+
+
+async def test_get_user_by_username_and_by_id(users: UsersServiceAsyncStub) -> None:
+    created = (await users.CreateUser(_sign_up())).user
+
+    by_name = await users.GetUser(users_pb2.GetUserRequest(username="ann"))
+    by_id = await users.GetUser(users_pb2.GetUserRequest(id=created.id))
+
+    assert by_name.user == by_id.user == created
+
+
+async def test_unknown_user_is_not_found(users: UsersServiceAsyncStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await users.GetUser(users_pb2.GetUserRequest(username="nobody"))
+
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "User not found"
+
+
+async def test_lookup_without_a_key_is_invalid(users: UsersServiceAsyncStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await users.GetUser(users_pb2.GetUserRequest())
+
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"username": "ann"}, "Username not available"),
+        ({"email": "ANN@example.com"}, "Email is already registered"),
+    ],
+)
+async def test_taken_username_or_email_already_exists(
+    users: UsersServiceAsyncStub, overrides: dict[str, str], message: str
+) -> None:
+    await users.CreateUser(_sign_up())
+    other = {"username": "bob", "email": "bob@example.com", **overrides}
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await users.CreateUser(_sign_up(**other))
+
+    assert err.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert err.value.details() == message
+
+
+async def test_concurrent_sign_ups_with_one_email_create_one_user(
+    users: UsersServiceAsyncStub,
+) -> None:
+    attempts = [_sign_up(username=f"user{i}", email="same@example.com") for i in range(6)]
+
+    results = await asyncio.gather(*(users.CreateUser(a) for a in attempts), return_exceptions=True)
+
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(results) - len(errors) == 1
+    assert {e.code() for e in errors} == {grpc.StatusCode.ALREADY_EXISTS}
+
+
+async def test_invalid_field_is_named_in_the_trailers(users: UsersServiceAsyncStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await users.CreateUser(_sign_up(username="Not Valid"))
+
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert ("field", "username") in tuple(err.value.trailing_metadata() or ())
+
+
+async def test_rpcs_not_built_yet_answer_unimplemented(users: UsersServiceAsyncStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await users.ListUsers(users_pb2.ListUsersRequest(page=1, items_per_page=10))
+
+    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED

@@ -1,0 +1,162 @@
+"""Each gRPC service as a real process: starts, migrates, follows its database, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from meshplate_testing.processes import ServiceProcess
+from meshplate_testing.proxy import TcpProxy
+from meshplate_testing.servers import free_port
+
+from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
+from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+
+SERVICES = {
+    "auth": "meshplate.auth.v1.AuthService",
+    "users": "meshplate.users.v1.UsersService",
+    "ratelimit": "meshplate.ratelimit.v1.RateLimitService",
+}
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def _through(proxy: TcpProxy, url: str) -> str:
+    credentials, _, rest = url.rpartition("@")
+    return f"{credentials}@127.0.0.1:{proxy.port}/{rest.split('/', 1)[1]}"
+
+
+def _env(service: str, *, database_url: str, port: int) -> dict[str, str]:
+    prefix = service.upper()
+    return {
+        "ENVIRONMENT": "local",
+        f"{prefix}_DATABASE_URL": database_url,
+        f"{prefix}_GRPC_PORT": str(port),
+        f"{prefix}_HEALTH_INTERVAL_S": "0.2",
+        f"{prefix}_ARGON2_TIME_COST": "1",
+    }
+
+
+async def _health(port: int, service: str) -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        return int(reply.status)
+
+
+async def _eventually_status(port: int, service: str, status: int, timeout_s: float = 10) -> None:
+    async with asyncio.timeout(timeout_s):
+        while await _health(port, service) != status:
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+async def test_service_serves_only_while_its_database_answers_and_stops_on_sigterm(
+    service: str, make_database: Callable[[str], str], postgres_proxy: TcpProxy
+) -> None:
+    url = await asyncio.to_thread(make_database, f"{service}_process")
+    port = free_port()
+    process = ServiceProcess(
+        service, env=_env(service, database_url=_through(postgres_proxy, url), port=port)
+    )
+    await process.start()
+    try:
+        await process.wait_for_log(lambda line: "listening" in line["msg"], timeout_s=20)
+        await _eventually_status(port, SERVICES[service], SERVING)
+
+        await postgres_proxy.cut()
+        await _eventually_status(
+            port, SERVICES[service], health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await postgres_proxy.open()
+        await _eventually_status(port, SERVICES[service], SERVING)
+    finally:
+        code = await process.terminate(timeout_s=15)
+
+    assert code == 0, process.output()
+    assert any(line["msg"] == "stopped" for line in process.lines)
+
+
+@pytest.mark.parametrize(
+    ("service", "call"),
+    [
+        (
+            "auth",
+            lambda ch: auth_pb2_grpc.AuthServiceStub(ch).GetJwks(
+                auth_pb2.GetJwksRequest(), timeout=2
+            ),
+        ),
+        (
+            "ratelimit",
+            lambda ch: ratelimit_pb2_grpc.RateLimitServiceStub(ch).CheckLimit(
+                ratelimit_pb2.CheckLimitRequest(subject="ip:1.2.3.4", path="/api/v1/x", hits=1),
+                timeout=2,
+            ),
+        ),
+    ],
+)
+async def test_rpcs_not_built_yet_answer_unimplemented(
+    service: str, call: Callable[[grpc.aio.Channel], Any], make_database: Callable[[str], str]
+) -> None:
+    url = await asyncio.to_thread(make_database, f"{service}_unimplemented")
+    port = free_port()
+    process = ServiceProcess(service, env=_env(service, database_url=url, port=port))
+    await process.start()
+    try:
+        await process.wait_for_log(lambda line: "listening" in line["msg"], timeout_s=20)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(channel)
+    finally:
+        await process.terminate(timeout_s=15)
+
+    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+async def test_migrate_command_prepares_the_database_and_exits(
+    service: str, make_database: Callable[[str], str]
+) -> None:
+    url = await asyncio.to_thread(make_database, f"{service}_migrate")
+    process = ServiceProcess(service, "migrate", env=_env(service, database_url=url, port=0))
+    await process.start()
+
+    code = await process.wait(timeout_s=30)
+
+    assert code == 0, process.output()
+
+
+async def test_unreachable_database_at_start_is_a_clear_failure() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
+    process = ServiceProcess("users", env=_env("users", database_url=url, port=0))
+    await process.start()
+
+    code = await process.wait(timeout_s=30)
+
+    assert code == 1
+    assert any(line["msg"] == "users serve failed" for line in process.lines)
+
+
+async def test_invalid_settings_are_one_line_and_exit_code_2() -> None:
+    process = ServiceProcess("users", env={"USERS_GRPC_PORT": "not-a-port"})
+    await process.start()
+
+    code = await process.wait(timeout_s=30)
+
+    assert code == 2
+    assert process.raw == [
+        "users: invalid settings: grpc_port: Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+async def test_unknown_command_prints_usage() -> None:
+    process = ServiceProcess("users", "explode", env={})
+    await process.start()
+
+    code = await process.wait(timeout_s=30)
+
+    assert code == 2
+    assert process.raw == ["usage: python -m users [serve|migrate]"]
