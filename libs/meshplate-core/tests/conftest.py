@@ -17,7 +17,9 @@ Behavior = Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes
 
 def register_probe(server: grpc.aio.Server, behaviors: dict[str, Behavior]) -> None:
     """Serve each behaviour as the unary method /test.Probe/<name> (bytes in, bytes out)."""
-    handlers = {name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in behaviors.items()}
+    handlers: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {
+        name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in behaviors.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(PROBE, handlers),))
 
 
@@ -30,7 +32,9 @@ class Probe:
 
     async def call(self, method: str, payload: bytes = b"", **kwargs: Any) -> bytes:
         """Call /test.Probe/<method>."""
-        rpc = self.channel.unary_unary(f"/{PROBE}/{method}")
+        rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self.channel.unary_unary(
+            f"/{PROBE}/{method}"
+        )
         reply: bytes = await rpc(payload, timeout=5, **kwargs)
         return reply
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -44,7 +44,8 @@ async def test_started_server_reports_serving_for_its_service_and_overall(
 
 async def test_reflection_lists_the_service(probe_server: ProbeFactory) -> None:
     probe = await probe_server({})
-    stub: Any = reflection_pb2_grpc.ServerReflectionStub(probe.channel)
+    # The reflection stubs are typed for synchronous channels only.
+    stub: Any = reflection_pb2_grpc.ServerReflectionStub(cast(Any, probe.channel))
 
     async def requests() -> Any:
         yield reflection_pb2.ServerReflectionRequest(list_services="")
@@ -106,7 +107,10 @@ async def test_sigterm_reports_not_serving_and_lets_in_flight_calls_finish() -> 
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         await _eventually(lambda: _is(channel, SERVING))
-        in_flight = asyncio.ensure_future(channel.unary_unary(f"/{PROBE}/Slow")(b"", timeout=10))
+        slow_rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            f"/{PROBE}/Slow"
+        )
+        in_flight = asyncio.ensure_future(slow_rpc(b"", timeout=10))
         await started.wait()
 
         os.kill(os.getpid(), signal.SIGTERM)

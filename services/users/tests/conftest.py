@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def settings_for(database_url: str) -> Settings:
     """The service's settings for tests: the test database, the real (production) hash cost."""
-    return Settings(database_url=database_url, grpc_port=0, _env_file=None)  # type: ignore[call-arg]
+    return Settings(database_url=database_url, grpc_port=0, _env_file=None)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -36,14 +37,13 @@ class ServiceProcess:
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
+        assert self._process is not None
+        assert self._process.stdout is not None
         while line := await self._process.stdout.readline():
             text = line.decode(errors="replace").rstrip()
             self.raw.append(text)
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 self.lines.append(json.loads(text))
-            except json.JSONDecodeError:
-                pass
             self._changed.set()
         self._changed.set()
 
@@ -63,7 +63,8 @@ class ServiceProcess:
 
     async def wait(self, *, timeout_s: float) -> int:
         """The exit code, once the process has ended by itself."""
-        assert self._process is not None and self._reader is not None
+        assert self._process is not None
+        assert self._reader is not None
         async with asyncio.timeout(timeout_s):
             code = await self._process.wait()
             await self._reader

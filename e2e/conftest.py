@@ -92,7 +92,7 @@ async def stack(stack_database_urls: dict[str, str], flushed_redis: str) -> Asyn
     }
     users_settings = UsersSettings(
         database_url=stack_database_urls["users"], argon2_time_cost=1, _env_file=None
-    )  # type: ignore[call-arg]
+    )
     await _clean_users(engines["users"], users_settings)
     stack = Stack(
         base_url="",
@@ -110,7 +110,7 @@ async def stack(stack_database_urls: dict[str, str], flushed_redis: str) -> Asyn
         ratelimit_addr=f"127.0.0.1:{stack.ports['ratelimit']}",
         redis_url=flushed_redis,
         _env_file=None,
-    )  # type: ignore[call-arg]
+    )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None)
     )
