@@ -1,4 +1,4 @@
-"""A service run as a real child process (`python -m <service>`), read through its JSON log."""
+"""A service (or script) run as a real child process, read through its JSON log or plain output."""
 
 from __future__ import annotations
 
@@ -8,17 +8,25 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 LogLine = dict[str, Any]
+T = TypeVar("T")
 
 
 class ServiceProcess:
-    """Starts `python -m <module>`, keeps every log line, stops it with SIGTERM."""
+    """Starts `python -m <module>` (or `python <script>`), keeps its output, stops it with SIGTERM.
 
-    def __init__(self, module: str, *args: str, env: Mapping[str, str]) -> None:
-        self._command = [sys.executable, "-m", module, *args]
+    It runs in an empty temporary folder, so no developer's `.env` is read and relative paths
+    (SQLite files under `var/`) land there.
+    """
+
+    def __init__(
+        self, module: str, *args: str, env: Mapping[str, str], script: bool = False
+    ) -> None:
+        self._command = [sys.executable, *([] if script else ["-m"]), module, *args]
         self._env = {**os.environ, "LOG_JSON": "true", **env}
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -27,10 +35,11 @@ class ServiceProcess:
         self.raw: list[str] = []
 
     async def start(self) -> None:
-        """Start the process (its cwd stays the test's, so no `.env` of a developer is read)."""
+        """Start the process."""
         self._process = await asyncio.create_subprocess_exec(
             *self._command,
             env=self._env,
+            cwd=tempfile.mkdtemp(prefix="meshplate-"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
@@ -50,10 +59,21 @@ class ServiceProcess:
     async def wait_for_log(
         self, matches: Callable[[LogLine], bool], *, timeout_s: float
     ) -> LogLine:
-        """The first log line that `matches`, waiting for it up to `timeout_s`."""
+        """The first JSON log line that `matches`, waiting for it up to `timeout_s`."""
+        return await self._wait_for(lambda: self.lines, matches, timeout_s=timeout_s)
+
+    async def wait_for_output(self, text: str, *, timeout_s: float) -> str:
+        """The first line of output that contains `text`, waiting for it up to `timeout_s`."""
+        return await self._wait_for(
+            lambda: self.raw, lambda line: text in line, timeout_s=timeout_s
+        )
+
+    async def _wait_for(
+        self, lines: Callable[[], list[T]], matches: Callable[[T], bool], *, timeout_s: float
+    ) -> T:
         async with asyncio.timeout(timeout_s):
             while True:
-                for line in self.lines:
+                for line in lines():
                     if matches(line):
                         return line
                 if self._process is not None and self._process.returncode is not None:
@@ -83,5 +103,5 @@ class ServiceProcess:
             raise
 
     def output(self) -> str:
-        """Everything the process printed, for assertion messages."""
+        """The last lines the process printed, for assertion messages."""
         return "\n".join(self.raw[-40:])

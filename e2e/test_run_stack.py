@@ -1,0 +1,60 @@
+"""`make run`'s runner: all five processes up, ready, usable, and stopped together."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+from meshplate_testing.processes import ServiceProcess
+from meshplate_testing.servers import free_port
+
+RUNNER = str(Path(__file__).parents[1] / "scripts" / "run_stack.py")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis: str) -> None:
+    ports = {name: free_port() for name in ("auth", "users", "ratelimit", "gateway", "worker")}
+    env = {
+        "REDIS_URL": flushed_redis,
+        "AUTH_GRPC_PORT": str(ports["auth"]),
+        "USERS_GRPC_PORT": str(ports["users"]),
+        "RATELIMIT_GRPC_PORT": str(ports["ratelimit"]),
+        "GATEWAY_PORT": str(ports["gateway"]),
+        "WORKER_HTTP_PORT": str(ports["worker"]),
+        "USERS_ARGON2_TIME_COST": "1",
+    }
+    runner = ServiceProcess(RUNNER, env=env, script=True)
+    await runner.start()
+    try:
+        await runner.wait_for_output("Meshplate is up", timeout_s=60)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['gateway']}") as client:
+            ready = await client.get("/health/ready")
+            created = await client.post(
+                "/api/v1/user",
+                json={"name": "Ann", "username": "ann", "email": "a@b.io", "password": "12345678"},
+            )
+    finally:
+        code = await runner.terminate(timeout_s=30)
+
+    assert ready.status_code == 200, runner.output()
+    assert created.status_code == 201
+    assert code == 0, runner.output()
+    assert not any(_listening(port) for port in ports.values())
+
+
+async def test_runner_without_redis_says_so_in_one_line() -> None:
+    runner = ServiceProcess(
+        RUNNER, env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, script=True
+    )
+    await runner.start()
+
+    code = await runner.wait(timeout_s=30)
+
+    assert code == 1
+    assert len(runner.raw) == 1
+    assert runner.raw[0].startswith("run: no Redis answers at redis://127.0.0.1:")

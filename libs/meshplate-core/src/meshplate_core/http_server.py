@@ -1,0 +1,34 @@
+"""Serving an ASGI app (the gateway, the worker's health) with uvicorn, stopped like every process.
+
+uvicorn drains in-flight requests on SIGTERM and then re-raises the signal with the previous handler
+back in place, which would end the process "killed by SIGTERM". With a no-op handler installed
+first, that re-raise is harmless and a clean stop exits 0, like the gRPC services.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from typing import Any
+
+import uvicorn
+
+
+def _ignore(_signum: int, _frame: Any) -> None:
+    return None
+
+
+def serve_http(app: Any, *, host: str, port: int, grace_s: float, http: str = "httptools") -> None:
+    """Serve `app` on uvloop until SIGTERM or SIGINT, then drain for up to `grace_s`."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _ignore)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http=http,
+        log_config=None,
+        timeout_graceful_shutdown=math.ceil(grace_s),
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,128 @@
+"""`make run`: the whole local stack in the foreground, stopped together by Ctrl-C or SIGTERM.
+
+Starts auth, users, ratelimit, worker and gateway as child processes on the ports of their settings
+(DESIGN.md's defaults, or the environment and `.env`), with their output prefixed by name; waits
+until the gateway's /health/ready answers 200 and prints where everything is. A child that exits
+is reported and the rest keep running, so a service can be stopped and started by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import IO
+
+import redis
+
+from auth.settings import Settings as AuthSettings
+from gateway.settings import Settings as GatewaySettings
+from ratelimit.settings import Settings as RateLimitSettings
+from users.settings import Settings as UsersSettings
+from worker.settings import Settings as WorkerSettings
+
+SERVICES = ("auth", "users", "ratelimit", "worker", "gateway")
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20.0
+
+
+def _environment() -> dict[str, str]:
+    env = {"ENVIRONMENT": "local", "LOG_JSON": "false", **os.environ, "PYTHONUNBUFFERED": "1"}
+    # The gateway finds each service where that service's own settings put it.
+    for name, settings in (
+        ("AUTH", AuthSettings()),
+        ("USERS", UsersSettings()),
+        ("RATELIMIT", RateLimitSettings()),
+    ):
+        env.setdefault(f"GATEWAY_{name}_ADDR", f"{settings.grpc_host}:{settings.grpc_port}")
+    return env
+
+
+def _relay(name: str, stream: IO[bytes]) -> None:
+    for line in iter(stream.readline, b""):
+        sys.stdout.write(f"{name:<9} | {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _start(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert child.stdout is not None
+    threading.Thread(target=_relay, args=(name, child.stdout), daemon=True).start()
+    return child
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> int:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    worst = 0
+    for name, child in children.items():
+        try:
+            code = child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"run: {name} did not stop in {STOP_TIMEOUT_S:.0f} s, killing it")  # noqa: T201
+            child.kill()
+            code = child.wait()
+        worst = worst or code
+    return worst
+
+
+def main() -> int:
+    """Run the stack until a signal; the exit code is 0 when every child stopped cleanly."""
+    env = _environment()
+    gateway, worker = GatewaySettings(), WorkerSettings()
+    redis_url = env.get("REDIS_URL", gateway.redis_url)
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        print(  # noqa: T201
+            f"run: no Redis answers at {redis_url}: start one (redis-server) or set REDIS_URL"
+        )
+        return 1
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    children = {name: _start(name, env) for name in SERVICES}
+    base = f"http://{gateway.host}:{gateway.port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not stopping.is_set() and not _ready(f"{base}/health/ready"):
+        if time.monotonic() > deadline:
+            print(f"run: {base}/health/ready not 200 after {READY_TIMEOUT_S:.0f} s")  # noqa: T201
+            _stop(children)
+            return 1
+        time.sleep(0.2)
+    if not stopping.is_set():
+        print(  # noqa: T201
+            f"\nMeshplate is up. REST API {base}/api/v1  docs {base}/docs  "
+            f"readiness {base}/health/ready  worker http://{worker.http_host}:{worker.http_port}"
+            f"/health\nCtrl-C stops everything.\n",
+            flush=True,
+        )
+    reported: set[str] = set()
+    while not stopping.wait(0.5):
+        for name, child in children.items():
+            if child.poll() is not None and name not in reported:
+                reported.add(name)
+                print(f"run: {name} exited with code {child.returncode}", flush=True)  # noqa: T201
+    print("run: stopping every service", flush=True)  # noqa: T201
+    return _stop(children)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
