@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,7 +76,7 @@ class ServiceSettings(BaseSettings):
 
 
 class GrpcServiceSettings(ServiceSettings):
-    """A gRPC service that owns a database (PostgreSQL, or SQLite for local runs) and uses Redis."""
+    """A gRPC service that owns a database (PostgreSQL, or SQLite for local runs)."""
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=0, ge=0, le=65535)
@@ -88,6 +88,3 @@ class GrpcServiceSettings(ServiceSettings):
     database_pool_size: int = Field(default=10, ge=1)
     # Apply pending migrations before serving (one replica at a time on PostgreSQL).
     migrate_on_start: bool = True
-    redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL")
-    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import TypedDict
 
 import grpc
@@ -98,7 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="Meshplate",
-        version=settings.version,
+        version=version("meshplate-gateway"),
         description="The FastAPI boilerplate's REST API, served by gRPC microservices.",
         lifespan=lifespan,
         docs_url=None,

@@ -26,4 +26,3 @@ class Settings(ServiceSettings):
     rpc_timeout_s: float = Field(default=5.0, gt=0)
     # Deadline of each dependency check of /health/ready.
     health_timeout_s: float = Field(default=1.0, gt=0)
-    version: str = "0.1.0"

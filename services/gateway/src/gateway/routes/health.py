@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -53,12 +53,12 @@ def _answer(checks: dict[str, str], response: Response) -> Readiness:
 
 
 @router.get("/health")
-async def health(settings: AppSettings, response: Response) -> Liveness:
+async def health(settings: AppSettings, request: Request, response: Response) -> Liveness:
     """Liveness: answers while the process runs, without asking any dependency."""
     response.headers.update(NO_STORE)
     return Liveness(
         status="healthy",
-        version=settings.version,
+        version=request.app.version,
         environment=settings.environment,
         timestamp=datetime.now(UTC),
     )

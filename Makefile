@@ -1,0 +1,53 @@
+# Thin task runner: every recipe is a few commands; longer ones live in scripts/.
+UV_VERSION := 0.13.8
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+RUN := $(UV) run --no-sync
+BUF := $(RUN) buf
+SVC ?=
+TEST_PATHS := $(if $(SVC),services/$(SVC),)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt protos protos-check breaking cov pins
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+.tools/bin/uv: # uv itself, when the machine has none
+	python3 -m venv .tools && .tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+install: $(if $(shell command -v uv 2>/dev/null),,.tools/bin/uv) ## install every package (uv workspace)
+	$(UV) sync --all-packages --quiet
+
+run: install ## run the whole stack in the foreground (Ctrl-C stops it)
+	$(RUN) python scripts/run_stack.py
+
+test: install ## run the tests (SVC=users: one service only)
+	$(RUN) pytest $(TEST_PATHS)
+
+lint: install ## ruff, mypy --strict, buf lint/format, stale generated code
+	$(RUN) ruff format --check .
+	$(RUN) ruff check .
+	$(RUN) mypy
+	cd protos && $(BUF) lint && $(BUF) format -d --exit-code
+	$(RUN) bash scripts/protos_check.sh
+
+fmt: install ## format and autofix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+	cd protos && $(BUF) format -w
+
+protos: install ## regenerate libs/meshplate-api from protos/
+	$(RUN) bash scripts/protos.sh
+
+protos-check: install ## fail when libs/meshplate-api is stale
+	$(RUN) bash scripts/protos_check.sh
+
+breaking: install ## compare the protos with main's (buf breaking, FILE rules)
+	cd protos && $(BUF) breaking --against '../.git#branch=main,subdir=protos'
+
+cov: install ## tests with coverage (fails under 90 %)
+	$(RUN) coverage run -m pytest $(TEST_PATHS)
+	$(RUN) coverage report --fail-under=90
+
+pins: install ## copy the resolved versions into constraint-dependencies
+	$(UV) lock --quiet && $(RUN) python scripts/pin_constraints.py
