@@ -21,14 +21,14 @@ from meshplate_testing.servers import (
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_dsn() -> Iterator[str]:
     """A DSN of a PostgreSQL server (its `postgres` database) where tests may create databases."""
     if dsn := os.environ.get("TEST_POSTGRES_DSN"):
         yield dsn
     elif postgres_answers(PG_DEFAULT):
         yield PG_DEFAULT
     else:
-        with throwaway_postgres(tmp_path_factory.mktemp("postgres")) as dsn:
+        with throwaway_postgres() as dsn:
             yield dsn
 
 

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,12 +70,14 @@ def _postgres_binary(name: str) -> str | None:
 
 
 def _run(command: list[str]) -> None:
-    subprocess.run(command, check=True, capture_output=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.exit(f"{command[-1]} failed: {done.stderr.strip()[-300:]}", returncode=3)
 
 
 @contextlib.contextmanager
-def throwaway_postgres(folder: Path) -> Iterator[str]:
-    """A PostgreSQL server in `folder` on a free port, stopped on exit."""
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL server in a temporary folder on a free port, stopped and removed on exit."""
     initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         pytest.exit(
@@ -83,16 +86,23 @@ def throwaway_postgres(folder: Path) -> Iterator[str]:
         )
     # PostgreSQL refuses to run as root; root runs it as the 'postgres' system user.
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    # A folder of its own under /tmp: that user could not enter pytest's private ones.
+    folder = Path(tempfile.mkdtemp(prefix="meshplate-postgres-"))
     if as_user:
         shutil.chown(folder, user="postgres")
     data, port = folder / "data", free_port()
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    _run([*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"])
-    _run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-w", "start"])
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        _run([*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"])
+        # The server's output goes to a file: a pipe left open by it would never reach EOF.
+        log = str(folder / "server.log")
+        _run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", log, "-w", "start"])
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            _run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"])
     finally:
-        _run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"])
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def redis_answers(url: str) -> bool:
