@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,9 +22,17 @@ if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
 
 
-def settings_for(database_url: str) -> Settings:
+def settings_for(database_url: str, redis_url: str) -> Settings:
     """The service's settings for tests: the test database, the real (production) hash cost."""
-    return Settings(database_url=database_url, grpc_port=0, _env_file=None)
+    return Settings(
+        database_url=database_url,
+        grpc_port=0,
+        redis_url=redis_url,
+        admin_username="root",
+        admin_email="root@example.com",
+        admin_password=SecretStr("root-password"),
+        _env_file=None,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +52,9 @@ def users_database_url(make_database: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
-def settings(users_database_url: str) -> Settings:
-    """Settings pointing at the test database."""
-    return settings_for(users_database_url)
+def settings(users_database_url: str, flushed_redis: str) -> Settings:
+    """Settings pointing at the test database and an empty Redis."""
+    return settings_for(users_database_url, flushed_redis)
 
 
 @pytest.fixture
@@ -53,7 +62,7 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """An engine on an emptied database that holds only the default tier."""
     engine = open_engine(settings.database_url, pool_size=5, application_name="users-tests")
     async with engine.begin() as conn:
-        await conn.execute(text('TRUNCATE "user", tier RESTART IDENTITY CASCADE'))
+        await conn.execute(text('TRUNCATE "user", tier, outbox RESTART IDENTITY CASCADE'))
     await prepare(engine, settings=settings)
     yield engine
     await engine.dispose()
@@ -62,7 +71,8 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def users(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UsersServiceAsyncStub]:
     """A stub of the real users server, started on port 0 with the real store."""
-    running = await start(build(engine, settings=settings), service_name=SERVICE_NAME)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield users_pb2_grpc.UsersServiceStub(channel)
-    await running.server.stop(grace=None)
+    async with build(engine, settings=settings) as register:
+        running = await start(register, service_name=SERVICE_NAME)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield users_pb2_grpc.UsersServiceStub(channel)
+        await running.server.stop(grace=None)

@@ -9,6 +9,7 @@ re-exports only what is free of any transport, so domain code may import it.
 
 from meshplate_core.errors import (
     AlreadyExistsError,
+    ConflictError,
     DomainError,
     InvalidArgumentError,
     NotFoundError,
@@ -20,6 +21,7 @@ from meshplate_core.errors import (
 
 __all__ = [
     "AlreadyExistsError",
+    "ConflictError",
     "DomainError",
     "InvalidArgumentError",
     "NotFoundError",

@@ -7,6 +7,7 @@ bootstrap maps each base class to one status code (by walking the MRO), and noth
     ├── InvalidArgumentError     -> INVALID_ARGUMENT
     ├── NotFoundError            -> NOT_FOUND
     ├── AlreadyExistsError       -> ALREADY_EXISTS
+    ├── ConflictError            -> ABORTED (the state of the data forbids it now: 409)
     ├── UnauthenticatedError     -> UNAUTHENTICATED
     ├── PermissionDeniedError    -> PERMISSION_DENIED
     ├── ResourceExhaustedError   -> RESOURCE_EXHAUSTED
@@ -41,6 +42,10 @@ class NotFoundError(DomainError):
 
 class AlreadyExistsError(DomainError):
     """A unique value (a name, an e-mail) is already taken."""
+
+
+class ConflictError(DomainError):
+    """The current state of other data forbids the change (a tier that users are still on)."""
 
 
 class UnauthenticatedError(DomainError):

@@ -36,3 +36,48 @@ class SampleTaskRequested(Event):
 
     task_id: str
     message: str
+
+
+class UserRegistered(Event):
+    """A user signed up (published by users after the commit)."""
+
+    STREAM: ClassVar[str] = "users.registered"
+
+    user_id: int
+    username: str
+    name: str
+    email: str
+
+
+class UserDeleted(Event):
+    """A user was deleted: soft (`hard` false) or with their rows (`hard` true)."""
+
+    STREAM: ClassVar[str] = "users.deleted"
+
+    user_id: int
+    hard: bool
+
+
+class UserTierChanged(Event):
+    """A user moved to another tier (`tier_id` None: no tier)."""
+
+    STREAM: ClassVar[str] = "users.tier_changed"
+
+    user_id: int
+    tier_id: int | None
+
+
+class TokensRevoked(Event):
+    """Tokens stopped being valid before their expiry (published by auth on `auth.revocations`).
+
+    Either one token (`token_id`, valid until `expires_at`) or every token of `user_id` issued
+    before `issued_before`. The stream keeps entries for one access-token lifetime: older ones
+    only name tokens that have expired anyway.
+    """
+
+    STREAM: ClassVar[str] = "auth.revocations"
+
+    user_id: int
+    token_id: str | None = None
+    expires_at: datetime | None = None
+    issued_before: datetime | None = None

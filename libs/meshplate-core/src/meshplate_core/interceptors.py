@@ -16,6 +16,7 @@ import grpc
 
 from meshplate_core.errors import (
     AlreadyExistsError,
+    ConflictError,
     DomainError,
     InvalidArgumentError,
     NotFoundError,
@@ -35,6 +36,7 @@ _STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
     InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
     NotFoundError: grpc.StatusCode.NOT_FOUND,
     AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
+    ConflictError: grpc.StatusCode.ABORTED,
     UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
     ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,

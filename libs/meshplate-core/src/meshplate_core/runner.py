@@ -1,12 +1,14 @@
 """The life of a gRPC service that owns a database: connect, migrate, serve, dispose.
 
-A service supplies what is its own (how to build its servicers from an engine, what data must exist
-before it serves) and gets the same start-up and shutdown as every other service.
+A service supplies what is its own (what data must exist before it serves, and `build`: an async
+context manager that opens its other resources and background tasks and yields the servicers to
+register) and gets the same start-up and shutdown as every other service.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from meshplate_core.database import migrate, open_engine, ping
 from meshplate_core.grpc_server import Register, serve_until_terminated
 from meshplate_core.settings import GrpcServiceSettings
 
-Build = Callable[[AsyncEngine], Register]
+Build = Callable[[AsyncEngine], AbstractAsyncContextManager[Register]]
 Prepare = Callable[[AsyncEngine], Awaitable[None]]
 
 
@@ -42,23 +44,24 @@ async def serve_database_service(
     build: Build,
     prepare: Prepare = _no_data,
 ) -> None:
-    """Migrate (when `migrate_on_start`), prepare data, serve until SIGTERM, close the pool."""
+    """Migrate (when `migrate_on_start`), prepare data, serve until SIGTERM, close everything."""
     engine = connect(settings, application_name=application_name)
     try:
         if settings.migrate_on_start:
             await migrate(engine, migrations)
-            await prepare(engine)
-        await serve_until_terminated(
-            build(engine),
-            service_name=service_name,
-            host=settings.grpc_host,
-            port=settings.grpc_port,
-            grace_s=settings.shutdown_grace_s,
-            drain_s=settings.shutdown_drain_s,
-            max_connection_age_s=settings.max_connection_age_s,
-            check=partial(ping, engine, timeout_s=settings.health_interval_s),
-            check_interval_s=settings.health_interval_s,
-        )
+        await prepare(engine)
+        async with build(engine) as register:
+            await serve_until_terminated(
+                register,
+                service_name=service_name,
+                host=settings.grpc_host,
+                port=settings.grpc_port,
+                grace_s=settings.shutdown_grace_s,
+                drain_s=settings.shutdown_drain_s,
+                max_connection_age_s=settings.max_connection_age_s,
+                check=partial(ping, engine, timeout_s=settings.health_interval_s),
+                check_interval_s=settings.health_interval_s,
+            )
     finally:
         await engine.dispose()
 

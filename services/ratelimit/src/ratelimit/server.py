@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -17,9 +19,10 @@ SERVICE_NAME = ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimitService"].ful
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build(engine: AsyncEngine) -> Register:
+@asynccontextmanager
+async def build(engine: AsyncEngine) -> AsyncIterator[Register]:
     """The servicer graph, ready to be added to a server (tests use this too)."""
-    return partial(ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server, RateLimitService())
+    yield partial(ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server, RateLimitService())
 
 
 async def serve(settings: Settings) -> None:

@@ -1,41 +1,82 @@
-"""The users service's composition root: servicer graph, default tier, serve or migrate."""
+"""The users service's composition root: the object graph, its background relay, serve or migrate."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.grpc_server import Register
+from meshplate_core.outbox import Outbox
 from meshplate_core.runner import migrate_database, serve_database_service
+from users.accounts import Accounts
+from users.domain import parse_registration
 from users.passwords import PasswordHasher
 from users.service import UsersService
 from users.settings import Settings
-from users.storage.tiers import TierStore
-from users.storage.users import UserStore
+from users.storage.tables import outbox as outbox_table
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
+# How long the relay may take to publish what is left at shutdown.
+_FINAL_PUBLISH_S = 2.0
 
 
-def build(engine: AsyncEngine, *, settings: Settings) -> Register:
-    """The servicer graph, ready to be added to a server (tests use this too)."""
-    hasher = PasswordHasher(
+def hasher_for(settings: Settings) -> PasswordHasher:
+    """The password hasher with the configured argon2id cost."""
+    return PasswordHasher(
         time_cost=settings.argon2_time_cost,
         memory_cost_kib=settings.argon2_memory_cost_kib,
         parallelism=settings.argon2_parallelism,
     )
-    servicer = UsersService(
-        users=UserStore(engine), hasher=hasher, default_tier_name=settings.default_tier_name
-    )
-    return partial(users_pb2_grpc.add_UsersServiceServicer_to_server, servicer)
+
+
+@contextlib.asynccontextmanager
+async def open_accounts(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Accounts]:
+    """The use cases with their outbox relay running; the relay's last round runs on exit."""
+    redis = Redis.from_url(settings.redis_url)
+    outbox = Outbox(outbox_table, engine, redis)
+    relay = asyncio.create_task(outbox.relay())
+    try:
+        yield Accounts(
+            engine=engine,
+            outbox=outbox,
+            hasher=hasher_for(settings),
+            default_tier_name=settings.default_tier_name,
+        )
+    finally:
+        outbox.stop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FINAL_PUBLISH_S):
+                await relay
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Register]:
+    """The servicer, ready to be added to a server (tests use this too)."""
+    async with open_accounts(engine, settings=settings) as accounts:
+        yield partial(users_pb2_grpc.add_UsersServiceServicer_to_server, UsersService(accounts))
 
 
 async def prepare(engine: AsyncEngine, *, settings: Settings) -> None:
-    """Data that must exist before the service serves: the default tier."""
-    await TierStore(engine).ensure(settings.default_tier_name)
+    """Data that must exist before the service serves: the default tier and the first admin."""
+    admin = parse_registration(
+        name=settings.admin_name,
+        username=settings.admin_username,
+        email=settings.admin_email,
+        password=settings.admin_password.get_secret_value(),
+    )
+    async with open_accounts(engine, settings=settings) as accounts:
+        async with accounts.transaction() as conn:
+            await accounts.tiers.ensure(conn, settings.default_tier_name)
+        await accounts.ensure_admin(admin)
 
 
 async def serve(settings: Settings) -> None:

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from meshplate_core.settings import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
-    """Users, tiers and posts: database, password hashing and the default tier."""
+    """Users, tiers and posts: database, events, password hashing, default tier, first admin."""
 
     model_config = SettingsConfigDict(env_prefix="USERS_")
 
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     database_url: str = "sqlite:///var/users.db"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("USERS_REDIS_URL", "REDIS_URL"),
+    )
     default_tier_name: str = Field(default="free", validation_alias="DEFAULT_TIER_NAME")
+    # The first superuser, created at start when no user has this username.
+    admin_name: str = Field(default="Admin", validation_alias="ADMIN_NAME")
+    admin_email: str = Field(default="admin@example.com", validation_alias="ADMIN_EMAIL")
+    admin_username: str = Field(default="admin", validation_alias="ADMIN_USERNAME")
+    admin_password: SecretStr = Field(
+        default=SecretStr("changethis"), validation_alias="ADMIN_PASSWORD"
+    )
     # argon2id cost (RFC 9106's second recommendation; above OWASP's minimum of 19 MiB, t=2, p=1):
     # about 0.1 s of one core per hash on the 2-core machines we measure on.
     argon2_time_cost: int = Field(default=3, ge=1)

@@ -18,6 +18,8 @@ from sqlalchemy import (
     false,
 )
 
+from meshplate_core.outbox import outbox_table
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -63,3 +65,6 @@ user = Table(
     Column("updated_at", DateTime(timezone=True)),
     Column("deleted_at", DateTime(timezone=True)),
 )
+
+# Events committed with the change they announce, until the relay has published them.
+outbox = outbox_table(metadata)

@@ -1,4 +1,8 @@
-"""UserStore: users in the service's own database."""
+"""UserStore: users in the service's own database.
+
+Every method runs on the connection it is given, so a caller can make several changes (and their
+outbox events) one transaction. Uniqueness is enforced by the database, so races cannot break it.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,28 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from users.domain import EmailTakenError, Registration, User, UsernameTakenError, UserNotFoundError
+from users.domain import (
+    EmailTakenError,
+    PageRequest,
+    Registration,
+    User,
+    UserChanges,
+    UsernameTakenError,
+    UserNotFoundError,
+)
 from users.storage.errors import violated_unique
-from users.storage.tables import tier, user
+from users.storage.tables import now, tier, user
 
 _TAKEN = {"uq_user_username": UsernameTakenError, "uq_user_email": EmailTakenError}
+_LIVE = user.c.is_deleted.is_(False)
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back without their zone; they were written in UTC.
+def utc(value: datetime | None) -> datetime | None:
+    """A timestamp with its zone (SQLite hands them back naive; they were written in UTC)."""
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
@@ -26,8 +39,6 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def to_user(row: Row[Any]) -> User:
     """A domain user from a row of the `user` table."""
-    created_at = _utc(row.created_at)
-    assert created_at is not None
     return User(
         id=row.id,
         uuid=str(row.uuid),
@@ -38,19 +49,28 @@ def to_user(row: Row[Any]) -> User:
         profile_image_url=row.profile_image_url,
         tier_id=row.tier_id,
         is_superuser=row.is_superuser,
-        created_at=created_at,
-        updated_at=_utc(row.updated_at),
+        created_at=utc(row.created_at) or row.created_at,
+        updated_at=utc(row.updated_at),
     )
 
 
-class UserStore:
-    """Reads and writes users; uniqueness is enforced by the database, so races cannot break it."""
+def _raise_if_taken(exc: IntegrityError) -> None:
+    taken = _TAKEN.get(violated_unique(exc) or "")
+    if taken is not None:
+        raise taken() from None
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+
+class UserStore:
+    """Reads and writes users."""
 
     async def create(
-        self, registration: Registration, *, hashed_password: str, tier_name: str
+        self,
+        conn: AsyncConnection,
+        registration: Registration,
+        *,
+        hashed_password: str,
+        tier_name: str,
+        is_superuser: bool = False,
     ) -> User:
         """Insert a user on the tier named `tier_name` (no tier when it does not exist)."""
         tier_id = select(tier.c.id).where(tier.c.name == tier_name).scalar_subquery()
@@ -63,31 +83,102 @@ class UserStore:
                 email=registration.email,
                 hashed_password=hashed_password,
                 tier_id=tier_id,
+                is_superuser=is_superuser,
             )
             .returning(*user.c)
         )
         try:
-            async with self._engine.begin() as conn:
+            async with conn.begin_nested():
                 row = (await conn.execute(statement)).one()
         except IntegrityError as exc:
-            taken = _TAKEN.get(violated_unique(exc) or "")
-            if taken is None:
-                raise
-            raise taken() from None
+            _raise_if_taken(exc)
+            raise
         return to_user(row)
 
-    async def get_by_username(self, username: str) -> User:
+    async def get_by_username(self, conn: AsyncConnection, username: str) -> User:
         """The live user with this username."""
-        return await self._get_one(user.c.username == username)
+        return await self._get_one(conn, user.c.username == username)
 
-    async def get_by_id(self, user_id: int) -> User:
+    async def get_by_id(self, conn: AsyncConnection, user_id: int) -> User:
         """The live user with this id."""
-        return await self._get_one(user.c.id == user_id)
+        return await self._get_one(conn, user.c.id == user_id)
 
-    async def _get_one(self, condition: Any) -> User:
-        statement = select(user).where(condition, user.c.is_deleted.is_(False))
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(statement)).one_or_none()
+    async def find_for_login(self, conn: AsyncConnection, username_or_email: str) -> User | None:
+        """The live user whose username, or e-mail address, this is."""
+        key = user.c.email if "@" in username_or_email else user.c.username
+        statement = select(user).where(key == username_or_email, _LIVE)
+        row = (await conn.execute(statement)).one_or_none()
+        return to_user(row) if row is not None else None
+
+    async def exists(self, conn: AsyncConnection, username: str) -> bool:
+        """Whether any user, live or soft-deleted, has this username."""
+        statement = select(user.c.id).where(user.c.username == username)
+        return (await conn.execute(statement)).first() is not None
+
+    async def page(self, conn: AsyncConnection, request: PageRequest) -> tuple[list[User], int]:
+        """One page of live users by id, and how many there are in all."""
+        rows = await conn.execute(
+            select(user).where(_LIVE).order_by(user.c.id).offset(request.offset).limit(request.size)
+        )
+        total = (
+            await conn.execute(select(func.count()).select_from(user).where(_LIVE))
+        ).scalar_one()
+        return [to_user(row) for row in rows], int(total)
+
+    async def change(self, conn: AsyncConnection, user_id: int, changes: UserChanges) -> User:
+        """Apply `changes` to a live user."""
+        values: dict[str, Any] = changes.as_dict()
+        if not values:
+            return await self.get_by_id(conn, user_id)
+        try:
+            async with conn.begin_nested():
+                row = await self._update_one(conn, user_id, {**values, "updated_at": now()})
+        except IntegrityError as exc:
+            _raise_if_taken(exc)
+            raise
+        return to_user(row)
+
+    async def set_password_hash(self, conn: AsyncConnection, user_id: int, hashed: str) -> None:
+        """Store a new hash of the same password (an upgraded algorithm or cost)."""
+        await conn.execute(update(user).where(user.c.id == user_id).values(hashed_password=hashed))
+
+    async def set_tier(self, conn: AsyncConnection, user_id: int, tier_id: int) -> User:
+        """Move a live user to a tier (which the caller checked exists)."""
+        return to_user(
+            await self._update_one(conn, user_id, {"tier_id": tier_id, "updated_at": now()})
+        )
+
+    async def soft_delete(self, conn: AsyncConnection, user_id: int) -> None:
+        """Mark a live user deleted; their username and e-mail stay taken."""
+        stamp = now()
+        await self._update_one(
+            conn, user_id, {"is_deleted": True, "deleted_at": stamp, "updated_at": stamp}
+        )
+
+    async def hard_delete(self, conn: AsyncConnection, user_id: int) -> None:
+        """Remove a user (live or soft-deleted) and everything that belongs to them."""
+        result = await conn.execute(delete(user).where(user.c.id == user_id).returning(user.c.id))
+        if result.first() is None:
+            raise UserNotFoundError()
+
+    async def count_on_tier(self, conn: AsyncConnection, tier_id: int) -> int:
+        """How many users (live or not) are on a tier."""
+        statement = select(func.count()).select_from(user).where(user.c.tier_id == tier_id)
+        return int((await conn.execute(statement)).scalar_one())
+
+    async def _get_one(self, conn: AsyncConnection, condition: ColumnElement[bool]) -> User:
+        row = (await conn.execute(select(user).where(condition, _LIVE))).one_or_none()
         if row is None:
             raise UserNotFoundError()
         return to_user(row)
+
+    async def _update_one(
+        self, conn: AsyncConnection, user_id: int, values: dict[str, Any]
+    ) -> Row[Any]:
+        statement = (
+            update(user).where(user.c.id == user_id, _LIVE).values(**values).returning(*user.c)
+        )
+        row = (await conn.execute(statement)).one_or_none()
+        if row is None:
+            raise UserNotFoundError()
+        return row

@@ -1,0 +1,171 @@
+"""Accounts: the users service's use cases, each one transaction with the events it announces.
+
+It knows transactions, hashing and events, and nothing of gRPC or SQL: storage runs the
+statements, the outbox delivers the events after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from meshplate_core.errors import InvalidArgumentError
+from meshplate_core.events import UserDeleted, UserRegistered, UserTierChanged
+from meshplate_core.outbox import Outbox
+from users.domain import (
+    InvalidCredentialsError,
+    PageRequest,
+    Registration,
+    Tier,
+    User,
+    UserChanges,
+    normalize_email,
+)
+from users.passwords import PasswordHasher
+from users.storage.tiers import TierStore
+from users.storage.users import UserStore
+
+
+class Accounts:
+    """Sign-up, credentials, profile changes, deletion and tiers of users."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        hasher: PasswordHasher,
+        default_tier_name: str,
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._hasher = hasher
+        self._default_tier_name = default_tier_name
+        self.users = UserStore()
+        self.tiers = TierStore()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; the outbox relay is woken once it has committed."""
+        async with self._engine.begin() as conn:
+            yield conn
+        self._outbox.notify()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads."""
+        async with self._engine.connect() as conn:
+            yield conn
+
+    async def register(self, registration: Registration, *, is_superuser: bool = False) -> User:
+        """Create a user on the default tier and announce it."""
+        hashed = await self._hasher.hash(registration.password)
+        async with self.transaction() as conn:
+            user = await self.users.create(
+                conn,
+                registration,
+                hashed_password=hashed,
+                tier_name=self._default_tier_name,
+                is_superuser=is_superuser,
+            )
+            await self._outbox.add(
+                conn,
+                UserRegistered(
+                    user_id=user.id, username=user.username, name=user.name, email=user.email
+                ),
+            )
+        return user
+
+    async def ensure_admin(self, registration: Registration) -> User | None:
+        """Create the first superuser unless a user with that username exists (idempotent);
+        the new user when one was created."""
+        async with self.reading() as conn:
+            if await self.users.exists(conn, registration.username):
+                return None
+        return await self.register(registration, is_superuser=True)
+
+    async def check_credentials(self, username_or_email: str, password: str) -> User:
+        """The live user these credentials belong to; the same work whether or not it exists."""
+        key = username_or_email.strip()
+        if "@" in key:
+            try:
+                key = normalize_email(key)
+            except InvalidArgumentError:
+                key = ""
+        async with self.reading() as conn:
+            user = await self.users.find_for_login(conn, key) if key else None
+        if user is None:
+            await self._hasher.waste(password)
+            raise InvalidCredentialsError()
+        ok, new_hash = await self._hasher.verify(password, user.hashed_password)
+        if not ok:
+            raise InvalidCredentialsError()
+        if new_hash is not None:
+            async with self.transaction() as conn:
+                await self.users.set_password_hash(conn, user.id, new_hash)
+        return user
+
+    async def change(self, user_id: int, changes: UserChanges) -> User:
+        """Apply a validated profile update."""
+        async with self.transaction() as conn:
+            return await self.users.change(conn, user_id, changes)
+
+    async def delete(self, user_id: int, *, hard: bool) -> None:
+        """Soft-delete a user, or remove them and their data; announce it either way."""
+        async with self.transaction() as conn:
+            if hard:
+                await self.users.hard_delete(conn, user_id)
+            else:
+                await self.users.soft_delete(conn, user_id)
+            await self._outbox.add(conn, UserDeleted(user_id=user_id, hard=hard))
+
+    async def set_tier(self, user_id: int, tier_id: int) -> User:
+        """Move a user to an existing tier and announce it."""
+        async with self.transaction() as conn:
+            await self.tiers.get_by_id(conn, tier_id)
+            user = await self.users.set_tier(conn, user_id, tier_id)
+            await self._outbox.add(conn, UserTierChanged(user_id=user_id, tier_id=tier_id))
+        return user
+
+    async def page_of_users(self, request: PageRequest) -> tuple[list[User], int]:
+        """One page of live users and their total."""
+        async with self.reading() as conn:
+            return await self.users.page(conn, request)
+
+    async def user(self, *, user_id: int | None = None, username: str | None = None) -> User:
+        """A live user by id or username."""
+        async with self.reading() as conn:
+            if user_id is not None:
+                return await self.users.get_by_id(conn, user_id)
+            assert username is not None
+            return await self.users.get_by_username(conn, username)
+
+    async def tier(self, *, tier_id: int | None = None, name: str | None = None) -> Tier:
+        """A tier by id or name."""
+        async with self.reading() as conn:
+            if tier_id is not None:
+                return await self.tiers.get_by_id(conn, tier_id)
+            assert name is not None
+            return await self.tiers.get_by_name(conn, name)
+
+    async def create_tier(self, name: str) -> Tier:
+        """A new tier with a free name."""
+        async with self.transaction() as conn:
+            return await self.tiers.create(conn, name)
+
+    async def page_of_tiers(self, request: PageRequest) -> tuple[list[Tier], int]:
+        """One page of tiers and their total."""
+        async with self.reading() as conn:
+            return await self.tiers.page(conn, request)
+
+    async def rename_tier(self, tier_id: int, name: str) -> Tier:
+        """Give a tier another free name."""
+        async with self.transaction() as conn:
+            return await self.tiers.rename(conn, tier_id, name)
+
+    async def delete_tier(self, tier_id: int) -> None:
+        """Remove a tier that no user is on."""
+        async with self.transaction() as conn:
+            await self.tiers.delete(conn, tier_id)
