@@ -1,9 +1,10 @@
-"""The whole stack in one test process: auth, users and ratelimit on real gRPC servers (port 0,
-real PostgreSQL), and the gateway served by uvicorn on a real port, reached over real HTTP."""
+"""The whole stack in one test process: auth, users and ratelimit on real gRPC servers (real
+PostgreSQL and Redis), and the gateway served by uvicorn on a real port, reached over real HTTP."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from meshplate_testing.servers import free_port
+from pydantic import SecretStr
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 import auth.server
 import ratelimit.server
 import users.server
+from auth.settings import Settings as AuthSettings
 from gateway.app import create_app
 from gateway.settings import Settings as GatewaySettings
 from meshplate_core.database import migrate, open_engine
@@ -33,6 +36,12 @@ SERVICE_NAMES = {
     "users": users.server.SERVICE_NAME,
     "ratelimit": ratelimit.server.SERVICE_NAME,
 }
+TABLES = {
+    "auth": "refresh_family, revocation, user_revocation, outbox",
+    "users": '"user", tier, outbox',
+    "ratelimit": "rule",
+}
+ADMIN = ("root", "root-password")
 
 
 @pytest.fixture(scope="session")
@@ -54,75 +63,104 @@ def stack_database_urls(make_database: Callable[[str], str]) -> dict[str, str]:
 
 @dataclass
 class Stack:
-    """The running stack: the gateway's URL, and each gRPC service (stoppable, restartable)."""
+    """The running stack: gateways' URLs, and each gRPC service (stoppable, restartable)."""
 
-    base_url: str
     registers: dict[str, Register]
+    ports: dict[str, int]
+    gateway_settings: GatewaySettings
+    base_url: str = ""
     running: dict[str, Running] = field(default_factory=dict)
-    ports: dict[str, int] = field(default_factory=dict)
 
     async def start(self, name: str) -> None:
-        """Start (or restart, on its old port) one service."""
-        running = await start(
-            self.registers[name], service_name=SERVICE_NAMES[name], port=self.ports.get(name, 0)
+        """Start (or restart, on its port) one service."""
+        self.running[name] = await start(
+            self.registers[name], service_name=SERVICE_NAMES[name], port=self.ports[name]
         )
-        self.running[name], self.ports[name] = running, running.port
 
     async def stop(self, name: str) -> None:
         """Stop one service, as a crash or a deploy would."""
         await self.running.pop(name).server.stop(grace=None)
 
-    def client(self) -> httpx.AsyncClient:
-        """An HTTP client of the gateway."""
-        return httpx.AsyncClient(base_url=self.base_url, timeout=10)
+    def client(self, base_url: str | None = None) -> httpx.AsyncClient:
+        """An HTTP client of the gateway (or of another one)."""
+        return httpx.AsyncClient(base_url=base_url or self.base_url, timeout=10)
 
 
-async def _clean_users(engine: AsyncEngine, settings: UsersSettings) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text('TRUNCATE "user", tier RESTART IDENTITY CASCADE'))
-    await users.server.prepare(engine, settings=settings)
-
-
-@pytest.fixture
-async def stack(stack_database_urls: dict[str, str], flushed_redis: str) -> AsyncIterator[Stack]:
-    """Everything up, with empty databases and an empty Redis."""
-    engines = {
-        name: open_engine(url, pool_size=5, application_name="stack-tests")
-        for name, url in stack_database_urls.items()
-    }
-    users_settings = UsersSettings(
-        database_url=stack_database_urls["users"], argon2_time_cost=1, _env_file=None
-    )
-    await _clean_users(engines["users"], users_settings)
-    stack = Stack(
-        base_url="",
-        registers={
-            "auth": auth.server.build(engines["auth"]),
-            "users": users.server.build(engines["users"], settings=users_settings),
-            "ratelimit": ratelimit.server.build(engines["ratelimit"]),
-        },
-    )
-    for name in stack.registers:
-        await stack.start(name)
-    settings = GatewaySettings(
-        auth_addr=f"127.0.0.1:{stack.ports['auth']}",
-        users_addr=f"127.0.0.1:{stack.ports['users']}",
-        ratelimit_addr=f"127.0.0.1:{stack.ports['ratelimit']}",
-        redis_url=flushed_redis,
-        _env_file=None,
-    )
+@contextlib.asynccontextmanager
+async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
+    """A gateway on a free port, served by uvicorn; its base URL."""
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None)
     )
     serving = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(15):
         while not server.started:
             await asyncio.sleep(0.01)
-    stack.base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    yield stack
-    server.should_exit = True
-    await serving
-    for name in list(stack.running):
-        await stack.stop(name)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.fixture
+async def stack(
+    stack_database_urls: dict[str, str], flushed_redis: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    """Everything up, with empty databases (but the first admin) and an empty Redis."""
+    ports = {name: free_port() for name in MIGRATIONS}
+    engines = {
+        name: open_engine(url, pool_size=5, application_name="stack-tests")
+        for name, url in stack_database_urls.items()
+    }
+    for name, engine in engines.items():
+        async with engine.begin() as conn:
+            await conn.execute(text(f"TRUNCATE {TABLES[name]} RESTART IDENTITY CASCADE"))
+    users_settings = UsersSettings(
+        database_url=stack_database_urls["users"],
+        redis_url=flushed_redis,
+        argon2_time_cost=1,
+        admin_username=ADMIN[0],
+        admin_email="root@example.com",
+        admin_password=SecretStr(ADMIN[1]),
+        _env_file=None,
+    )
+    auth_settings = AuthSettings(
+        database_url=stack_database_urls["auth"],
+        redis_url=flushed_redis,
+        users_addr=f"127.0.0.1:{ports['users']}",
+        generated_key_file=tmp_path / "signing-key.pem",
+        _env_file=None,
+    )
+    await users.server.prepare(engines["users"], settings=users_settings)
+    async with contextlib.AsyncExitStack() as exits:
+        registers = {
+            "auth": await exits.enter_async_context(
+                auth.server.build(engines["auth"], settings=auth_settings)
+            ),
+            "users": await exits.enter_async_context(
+                users.server.build(engines["users"], settings=users_settings)
+            ),
+            "ratelimit": await exits.enter_async_context(
+                ratelimit.server.build(engines["ratelimit"])
+            ),
+        }
+        stack = Stack(
+            registers=registers,
+            ports=ports,
+            gateway_settings=GatewaySettings(
+                auth_addr=f"127.0.0.1:{ports['auth']}",
+                users_addr=f"127.0.0.1:{ports['users']}",
+                ratelimit_addr=f"127.0.0.1:{ports['ratelimit']}",
+                redis_url=flushed_redis,
+                _env_file=None,
+            ),
+        )
+        for name in registers:
+            await stack.start(name)
+        stack.base_url = await exits.enter_async_context(serve_gateway(stack.gateway_settings))
+        yield stack
+        for name in list(stack.running):
+            await stack.stop(name)
     for engine in engines.values():
         await engine.dispose()

@@ -28,7 +28,7 @@ async def test_sign_up_returns_201_with_the_user_and_its_email(stack: Stack) -> 
 
     assert response.status_code == 201
     assert response.json() == {
-        "id": 1,
+        "id": 2,
         "name": "Ann Lee",
         "username": "ann",
         "email": "ann@example.com",
@@ -44,7 +44,7 @@ async def test_public_profile_has_no_email(stack: Stack) -> None:
 
     assert response.status_code == 200
     assert response.json() == {
-        "id": 1,
+        "id": 2,
         "name": "Ann Lee",
         "username": "ann",
         "profile_image_url": None,

@@ -46,7 +46,7 @@ async def _events(
     events: list[Any] = []
     async with redis.Redis.from_url(redis_url) as client:
         for _ in range(100):
-            entries = await client.xrange(model.STREAM)
+            entries: Any = await client.xrange(model.STREAM)
             events = [decode(model, fields) for _id, fields in entries]
             if until(events):
                 break

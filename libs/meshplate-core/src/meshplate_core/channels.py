@@ -15,6 +15,9 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.descriptor_pb2 import MethodOptions
 
+from meshplate_core.interceptors import REQUEST_ID_KEY
+from meshplate_core.logging import request_id
+
 _RETRYABLE_LEVELS = (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
 
 
@@ -77,3 +80,9 @@ def open_channel(
             ("grpc.max_reconnect_backoff_ms", 1_000),
         ],
     )
+
+
+def call_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata every outgoing call carries: the request id of the request being served."""
+    rid = request_id.get()
+    return ((REQUEST_ID_KEY, rid),) if rid else ()

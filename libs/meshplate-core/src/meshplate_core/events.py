@@ -70,14 +70,16 @@ class UserTierChanged(Event):
 class TokensRevoked(Event):
     """Tokens stopped being valid before their expiry (published by auth on `auth.revocations`).
 
-    Either one token (`token_id`, valid until `expires_at`) or every token of `user_id` issued
-    before `issued_before`. The stream keeps entries for one access-token lifetime: older ones
-    only name tokens that have expired anyway.
+    Exactly one of: one token (`token_id`), every token of one login (`family_id`), or every
+    token of `user_id` issued before `issued_before`. `expires_at` is when the last token it
+    names expires anyway; the stream keeps entries for one access-token lifetime, so older ones
+    only name tokens that have expired.
     """
 
     STREAM: ClassVar[str] = "auth.revocations"
 
     user_id: int
     token_id: str | None = None
-    expires_at: datetime | None = None
+    family_id: str | None = None
     issued_before: datetime | None = None
+    expires_at: datetime

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -19,16 +21,21 @@ from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from gateway.clients import HealthClient, UsersClient
-from gateway.errors import NO_STORE, handle_rpc_error, handle_unexpected
+from gateway.clients import AuthClient, HealthClient, UsersClient
+from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, handle_unexpected
+from gateway.identity import Authenticator
 from gateway.middleware import RequestIdMiddleware
-from gateway.routes import health, users
+from gateway.revocations import RevocationList
+from gateway.routes import auth, health, tiers, users
 from gateway.routes.docs import docs_router
 from gateway.settings import Settings
 from meshplate.auth.v1 import auth_pb2
 from meshplate.ratelimit.v1 import ratelimit_pb2
 from meshplate.users.v1 import users_pb2
 from meshplate_core.channels import open_channel
+from meshplate_core.errors import DomainError
+
+log = logging.getLogger(__name__)
 
 PEERS = {
     "auth": auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
@@ -41,9 +48,11 @@ class State(TypedDict):
     """What every request can reach through `request.state` (see deps.py)."""
 
     settings: Settings
+    auth: AuthClient
     users: UsersClient
     health: HealthClient
     redis: Redis
+    authenticator: Authenticator
 
 
 def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
@@ -72,6 +81,24 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _warm_up(
+    authenticator: Authenticator, revocations: RevocationList, wait_s: float
+) -> None:
+    """Fetch auth's keys and replay the revocations, waiting up to `wait_s` for both; what is
+    still missing then is retried on demand, and tokens are refused until it is there."""
+    try:
+        async with asyncio.timeout(wait_s):
+            while True:
+                try:
+                    await authenticator.load_keys()
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.2)
+            await revocations.synced.wait()
+    except TimeoutError:
+        log.warning("starting without auth's keys or the revocation list; tokens wait for them")
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The gateway application for these settings."""
 
@@ -83,9 +110,23 @@ def create_app(settings: Settings) -> FastAPI:
             socket_timeout=settings.rpc_timeout_s,
             socket_connect_timeout=settings.health_timeout_s,
         )
+        # Blocking reads need a connection of their own, without the short socket timeout.
+        follower_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        auth_client = AuthClient(channels["auth"], timeout_s=settings.rpc_timeout_s)
+        revocations = RevocationList()
+        authenticator = Authenticator(
+            auth_client.jwks,
+            revocations,
+            issuer=settings.token_issuer,
+            audience=settings.token_audience,
+        )
+        following = asyncio.create_task(revocations.follow(follower_redis))
+        await _warm_up(authenticator, revocations, settings.startup_wait_s)
         try:
             yield State(
                 settings=settings,
+                auth=auth_client,
+                authenticator=authenticator,
                 users=UsersClient(channels["users"], timeout_s=settings.rpc_timeout_s),
                 health=HealthClient(
                     {name: (channels[name], PEERS[name].full_name) for name in PEERS},
@@ -94,6 +135,10 @@ def create_app(settings: Settings) -> FastAPI:
                 redis=redis,
             )
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+            await follower_redis.aclose()
             await redis.aclose()
             await asyncio.gather(*(channel.close() for channel in channels.values()))
 
@@ -108,11 +153,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
+    app.add_exception_handler(DomainError, handle_domain_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, handle_unexpected)
     app.include_router(health.router)
+    app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(tiers.router)
     if (docs := docs_router(app, settings.environment)) is not None:
         app.include_router(docs)
     return app

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 
-from gateway.clients import HealthClient, UsersClient
+from gateway.clients import AuthClient, HealthClient, UsersClient
+from gateway.identity import Authenticator
 from gateway.settings import Settings
+from meshplate_core.errors import PermissionDeniedError
+from meshplate_core.tokens import Claims, InvalidTokenError
+
+# Declares the bearer scheme (and the docs' Authorize button); a missing token is ours to judge.
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/login", auto_error=False)
 
 
 def _settings(request: Request) -> Settings:
@@ -18,6 +25,11 @@ def _settings(request: Request) -> Settings:
 
 def _users(request: Request) -> UsersClient:
     client: UsersClient = request.state.users
+    return client
+
+
+def _auth(request: Request) -> AuthClient:
+    client: AuthClient = request.state.auth
     return client
 
 
@@ -31,17 +43,46 @@ def _redis(request: Request) -> Redis:
     return client
 
 
-def require_superuser() -> None:
-    """Only a superuser passes. Verifying tokens arrives with the identity issue (#3); until
-    then nobody can prove to be a superuser, so everyone is refused."""
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="Not authenticated",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+async def _optional_user(
+    request: Request, token: Annotated[str | None, Depends(_bearer)]
+) -> Claims | None:
+    """The caller, when a token is sent; a bad token is 401 even where none is needed."""
+    if token is None:
+        if "authorization" in request.headers:
+            raise InvalidTokenError("Not authenticated")
+        return None
+    authenticator: Authenticator = request.state.authenticator
+    return await authenticator.authenticate(token)
+
+
+async def _current_user(user: Annotated[Claims | None, Depends(_optional_user)]) -> Claims:
+    if user is None:
+        raise InvalidTokenError("Not authenticated")
+    return user
+
+
+async def superuser(user: Annotated[Claims, Depends(_current_user)]) -> Claims:
+    if not user.is_superuser:
+        raise PermissionDeniedError("You do not have enough privileges.")
+    return user
+
+
+def require_owner(user: Claims, owner_id: int) -> None:
+    """Pass the owner of a resource and superusers; 403 for anyone else."""
+    if user.user_id != owner_id and not user.is_superuser:
+        raise PermissionDeniedError("You do not have enough privileges.")
+
+
+def may_see_email(user: Claims | None, owner_id: int) -> bool:
+    """E-mail addresses are shown to their owner and to superusers only."""
+    return user is not None and (user.user_id == owner_id or user.is_superuser)
 
 
 AppSettings = Annotated[Settings, Depends(_settings)]
 Users = Annotated[UsersClient, Depends(_users)]
+Auth = Annotated[AuthClient, Depends(_auth)]
 Health = Annotated[HealthClient, Depends(_health)]
 RedisClient = Annotated[Redis, Depends(_redis)]
+OptionalUser = Annotated[Claims | None, Depends(_optional_user)]
+CurrentUser = Annotated[Claims, Depends(_current_user)]
+Superuser = Annotated[Claims, Depends(superuser)]

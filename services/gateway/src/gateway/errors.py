@@ -8,6 +8,9 @@ import grpc
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from meshplate_core.errors import DomainError
+from meshplate_core.interceptors import status_for, trailers_for
+
 log = logging.getLogger(__name__)
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
@@ -60,29 +63,55 @@ def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
 def rpc_error_response(exc: grpc.aio.AioRpcError) -> JSONResponse:
     """The HTTP answer for a failed call: status from the table, a detail safe to show."""
     code = exc.code()
-    status = HTTP_STATUS.get(code, 500)
-    headers = dict(NO_STORE)
     if code in _SAFE_DETAILS:
-        detail: object = exc.details() or "Request failed"
+        detail = exc.details() or "Request failed"
     else:
         detail = _FIXED_DETAILS.get(code, "Internal Server Error")
         log.warning("call failed: %s %s", code.name, exc.details())
-    field = _trailer(exc, "field")
+    return _answer(
+        code, detail, field=_trailer(exc, "field"), retry_after=_trailer(exc, "retry-after")
+    )
+
+
+def trailers_dict(exc: DomainError) -> dict[str, str]:
+    """A domain error's extras, as the trailing metadata of a call would carry them."""
+    return dict(trailers_for(exc))
+
+
+def domain_error_response(exc: DomainError) -> JSONResponse:
+    """The HTTP answer for a domain error raised in the gateway itself (a bad token, say)."""
+    code = status_for(exc)
+    detail = str(exc) if code in _SAFE_DETAILS else _FIXED_DETAILS.get(code, str(exc))
+    return _answer(code, detail, field=trailers_dict(exc).get("field"), retry_after=None)
+
+
+def _answer(
+    code: grpc.StatusCode, detail: str, *, field: str | None, retry_after: str | None
+) -> JSONResponse:
+    status = HTTP_STATUS.get(code, 500)
+    headers = dict(NO_STORE)
+    body: object = detail
     if code is grpc.StatusCode.INVALID_ARGUMENT and field is not None:
         # A field error reads like FastAPI's own validation errors.
         status = 422
-        detail = [{"type": "value_error", "loc": ["body", field], "msg": detail}]
+        body = [{"type": "value_error", "loc": ["body", field], "msg": detail}]
     if code is grpc.StatusCode.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = "Bearer"
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (retry := _trailer(exc, "retry-after")):
-        headers["Retry-After"] = retry
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after:
+        headers["Retry-After"] = retry_after
+    return JSONResponse({"detail": body}, status_code=status, headers=headers)
 
 
 async def handle_rpc_error(request: Request, exc: Exception) -> JSONResponse:
     """Exception handler for every `grpc.aio.AioRpcError` a route lets through."""
     assert isinstance(exc, grpc.aio.AioRpcError)
     return rpc_error_response(exc)
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    """Exception handler for the domain errors of the gateway's own checks."""
+    assert isinstance(exc, DomainError)
+    return domain_error_response(exc)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

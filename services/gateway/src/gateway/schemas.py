@@ -3,27 +3,53 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9]{2,20}")
 Username = Annotated[str, StringConstraints(min_length=2, max_length=20, pattern=r"^[a-z0-9]+$")]
+Name = Annotated[str, StringConstraints(min_length=2, max_length=30)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+\S*$")]
+TierName = Annotated[str, StringConstraints(min_length=1, max_length=50)]
+T = TypeVar("T")
 
 
-class UserCreate(BaseModel):
-    """A sign-up."""
-
+class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(min_length=2, max_length=30)] = Field(
-        examples=["User Userson"]
-    )
+
+class UserCreate(_Input):
+    """A sign-up."""
+
+    name: Name = Field(examples=["User Userson"])
     username: Username = Field(examples=["userson"])
     email: EmailStr = Field(examples=["user.userson@example.com"])
-    password: Annotated[str, StringConstraints(min_length=8, max_length=128)] = Field(
-        examples=["Str1ngst!"]
-    )
+    password: Password = Field(examples=["Str1ngst!"])
+
+
+class UserUpdate(_Input):
+    """A profile change: any of these fields."""
+
+    name: Name | None = None
+    username: Username | None = None
+    email: EmailStr | None = None
+    profile_image_url: HttpUrl | None = None
+
+
+class UserTierUpdate(_Input):
+    """Moving a user to another tier."""
+
+    tier_id: int
+
+
+class TierCreate(_Input):
+    """A new tier."""
+
+    name: TierName
 
 
 class UserRead(BaseModel):
@@ -35,3 +61,66 @@ class UserRead(BaseModel):
     email: str | None = Field(default=None, exclude_if=lambda value: value is None)
     profile_image_url: str | None
     tier_id: int | None
+
+
+class UserTierRead(UserRead):
+    """A user with their tier (null fields when they have none)."""
+
+    tier_name: str | None
+    tier_created_at: datetime | None
+
+
+class TierRead(BaseModel):
+    """A tier."""
+
+    id: int
+    name: str
+    created_at: datetime
+
+
+class Token(BaseModel):
+    """An access token for `Authorization: Bearer`."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+
+
+class Message(BaseModel):
+    """A confirmation."""
+
+    message: str
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, in a stable order."""
+
+    data: list[T]
+    total_count: int
+    has_more: bool
+    page: int
+    items_per_page: int
+
+
+class PageParams(BaseModel):
+    """Which page: `page` >= 1, `items_per_page` 1..100."""
+
+    page: int
+    items_per_page: int
+
+    def of(self, data: list[T], total_count: int) -> Page[T]:
+        """The page answer for these items."""
+        return Page[T](
+            data=data,
+            total_count=total_count,
+            has_more=self.page * self.items_per_page < total_count,
+            page=self.page,
+            items_per_page=self.items_per_page,
+        )
+
+
+def page_params(
+    page: Annotated[int, Query(ge=1)] = 1,
+    items_per_page: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> PageParams:
+    """Pagination query parameters."""
+    return PageParams(page=page, items_per_page=items_per_page)

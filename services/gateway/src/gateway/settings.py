@@ -26,3 +26,13 @@ class Settings(ServiceSettings):
     rpc_timeout_s: float = Field(default=5.0, gt=0)
     # Deadline of each dependency check of /health/ready.
     health_timeout_s: float = Field(default=1.0, gt=0)
+    # Must match auth's AUTH_ISSUER / AUTH_AUDIENCE.
+    token_issuer: str = "meshplate-auth"
+    token_audience: str = "meshplate"
+    # The refresh cookie lives as long as the refresh token.
+    refresh_token_expire_days: int = Field(
+        default=7, ge=1, validation_alias="REFRESH_TOKEN_EXPIRE_DAYS"
+    )
+    # How long start-up waits for auth's keys and the revocation replay before serving anyway
+    # (authenticated requests are refused until both are there).
+    startup_wait_s: float = Field(default=10.0, ge=0)

@@ -134,13 +134,19 @@ class Accounts:
         async with self.reading() as conn:
             return await self.users.page(conn, request)
 
-    async def user(self, *, user_id: int | None = None, username: str | None = None) -> User:
-        """A live user by id or username."""
+    async def user(
+        self,
+        *,
+        user_id: int | None = None,
+        username: str | None = None,
+        include_deleted: bool = False,
+    ) -> User:
+        """A live (or, when asked, soft-deleted) user by id or username."""
         async with self.reading() as conn:
             if user_id is not None:
-                return await self.users.get_by_id(conn, user_id)
+                return await self.users.get_by_id(conn, user_id, include_deleted=include_deleted)
             assert username is not None
-            return await self.users.get_by_username(conn, username)
+            return await self.users.get_by_username(conn, username, include_deleted=include_deleted)
 
     async def tier(self, *, tier_id: int | None = None, name: str | None = None) -> Tier:
         """A tier by id or name."""

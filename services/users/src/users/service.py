@@ -81,9 +81,13 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     ) -> users_pb2.GetUserResponse:
         match request.WhichOneof("lookup"):
             case "id":
-                user = await self._accounts.user(user_id=request.id)
+                user = await self._accounts.user(
+                    user_id=request.id, include_deleted=request.include_deleted
+                )
             case "username":
-                user = await self._accounts.user(username=request.username)
+                user = await self._accounts.user(
+                    username=request.username, include_deleted=request.include_deleted
+                )
             case _:
                 raise InvalidArgumentError("id or username is required", field="lookup")
         return users_pb2.GetUserResponse(user=to_proto(user))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Uuid
 
+from meshplate_core.outbox import outbox_table
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -43,3 +45,6 @@ user_revocation = Table(
     Column("user_id", BigInteger(), primary_key=True),
     Column("revoked_before", DateTime(timezone=True), nullable=False),
 )
+
+# Revocation events committed with the revocation, until the relay has published them.
+outbox = outbox_table(metadata)

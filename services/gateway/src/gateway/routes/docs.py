@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from gateway.deps import require_superuser
+from gateway.deps import superuser
 from meshplate_core.settings import Environment
 
 
@@ -14,7 +14,7 @@ def docs_router(app: FastAPI, environment: Environment) -> APIRouter | None:
     """The docs routes for this environment, or None where there are none (production: 404)."""
     if environment == "production":
         return None
-    guards = [Depends(require_superuser)] if environment == "staging" else []
+    guards = [Depends(superuser)] if environment == "staging" else []
     router = APIRouter(include_in_schema=False, dependencies=guards)
 
     @router.get("/openapi.json")

@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated
 
-from gateway.deps import Users
-from gateway.schemas import USERNAME_PATTERN, UserCreate, UserRead
+from fastapi import APIRouter, Depends, status
+
+from gateway.deps import (
+    Auth,
+    CurrentUser,
+    OptionalUser,
+    Superuser,
+    Users,
+    may_see_email,
+    require_owner,
+)
+from gateway.schemas import (
+    USERNAME_PATTERN,
+    Message,
+    Page,
+    PageParams,
+    UserCreate,
+    UserRead,
+    UserTierRead,
+    UserTierUpdate,
+    UserUpdate,
+    page_params,
+)
+from meshplate_core.errors import NotFoundError
+from meshplate_core.tokens import Claims
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
+Pages = Annotated[PageParams, Depends(page_params)]
+
+
+async def _user(users: Users, username: str, *, include_deleted: bool = False) -> UserRead:
+    if not USERNAME_PATTERN.fullmatch(username):
+        # No user can have such a name: answer without a call.
+        raise NotFoundError("User not found")
+    return await users.get_user(username=username, include_deleted=include_deleted)
+
+
+def _shown(user: UserRead, viewer: Claims | None) -> UserRead:
+    return user if may_see_email(viewer, user.id) else user.model_copy(update={"email": None})
 
 
 @router.post("/user", status_code=status.HTTP_201_CREATED)
@@ -16,10 +51,72 @@ async def create_user(body: UserCreate, users: Users) -> UserRead:
     return await users.create_user(body)
 
 
+@router.get("/users")
+async def read_users(users: Users, pages: Pages) -> Page[UserRead]:
+    """Every user, by id, a page at a time (no e-mail addresses)."""
+    data, total = await users.list_users(pages.page, pages.items_per_page)
+    return pages.of(data, total)
+
+
+@router.get("/user/me/")
+@router.get("/user/me", include_in_schema=False)
+@router.get("/users/me")
+async def read_me(user: CurrentUser, users: Users) -> UserRead:
+    """The caller's own profile, with e-mail."""
+    return await users.get_user(user_id=user.user_id)
+
+
 @router.get("/user/{username}")
-async def read_user(username: str, users: Users) -> UserRead:
-    """A user's public profile."""
-    if not USERNAME_PATTERN.fullmatch(username):
-        # No user can have such a name: answer without a call.
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="User not found")
-    return await users.get_user(username)
+async def read_user(username: str, viewer: OptionalUser, users: Users) -> UserRead:
+    """A user's profile; the e-mail address only for its owner or a superuser."""
+    return _shown(await _user(users, username), viewer)
+
+
+@router.patch("/user/{username}")
+async def update_user(username: str, body: UserUpdate, user: CurrentUser, users: Users) -> Message:
+    """Change one's own profile (or, as a superuser, anyone's)."""
+    target = await _user(users, username)
+    require_owner(user, target.id)
+    await users.update_user(target.id, body)
+    return Message(message="User updated")
+
+
+@router.delete("/user/{username}")
+async def delete_user(username: str, user: CurrentUser, users: Users, auth: Auth) -> Message:
+    """Delete one's own account (soft); every token of it stops working."""
+    target = await _user(users, username)
+    require_owner(user, target.id)
+    await users.delete_user(target.id, hard=False)
+    await auth.revoke_user(target.id)
+    return Message(message="User deleted")
+
+
+@router.delete("/db_user/{username}")
+async def erase_user(username: str, _admin: Superuser, users: Users, auth: Auth) -> Message:
+    """Remove a user (live or soft-deleted) and their data from the database."""
+    target = await _user(users, username, include_deleted=True)
+    await users.delete_user(target.id, hard=True)
+    await auth.revoke_user(target.id)
+    return Message(message="User deleted from the database")
+
+
+@router.get("/user/{username}/tier")
+async def read_user_tier(username: str, viewer: OptionalUser, users: Users) -> UserTierRead:
+    """A user with their tier."""
+    user = _shown(await _user(users, username), viewer)
+    tier = await users.get_tier(tier_id=user.tier_id) if user.tier_id is not None else None
+    return UserTierRead(
+        **user.model_dump(),
+        tier_name=tier.name if tier else None,
+        tier_created_at=tier.created_at if tier else None,
+    )
+
+
+@router.patch("/user/{username}/tier")
+async def update_user_tier(
+    username: str, body: UserTierUpdate, _admin: Superuser, users: Users
+) -> Message:
+    """Move a user to another tier."""
+    target = await _user(users, username)
+    await users.set_tier(target.id, body.tier_id)
+    return Message(message=f"User {username} Tier updated")

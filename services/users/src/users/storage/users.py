@@ -95,13 +95,17 @@ class UserStore:
             raise
         return to_user(row)
 
-    async def get_by_username(self, conn: AsyncConnection, username: str) -> User:
-        """The live user with this username."""
-        return await self._get_one(conn, user.c.username == username)
+    async def get_by_username(
+        self, conn: AsyncConnection, username: str, *, include_deleted: bool = False
+    ) -> User:
+        """The live (or, when asked, soft-deleted) user with this username."""
+        return await self._get_one(conn, user.c.username == username, include_deleted)
 
-    async def get_by_id(self, conn: AsyncConnection, user_id: int) -> User:
-        """The live user with this id."""
-        return await self._get_one(conn, user.c.id == user_id)
+    async def get_by_id(
+        self, conn: AsyncConnection, user_id: int, *, include_deleted: bool = False
+    ) -> User:
+        """The live (or, when asked, soft-deleted) user with this id."""
+        return await self._get_one(conn, user.c.id == user_id, include_deleted)
 
     async def find_for_login(self, conn: AsyncConnection, username_or_email: str) -> User | None:
         """The live user whose username, or e-mail address, this is."""
@@ -166,8 +170,13 @@ class UserStore:
         statement = select(func.count()).select_from(user).where(user.c.tier_id == tier_id)
         return int((await conn.execute(statement)).scalar_one())
 
-    async def _get_one(self, conn: AsyncConnection, condition: ColumnElement[bool]) -> User:
-        row = (await conn.execute(select(user).where(condition, _LIVE))).one_or_none()
+    async def _get_one(
+        self, conn: AsyncConnection, condition: ColumnElement[bool], include_deleted: bool = False
+    ) -> User:
+        statement = select(user).where(condition)
+        if not include_deleted:
+            statement = statement.where(_LIVE)
+        row = (await conn.execute(statement)).one_or_none()
         if row is None:
             raise UserNotFoundError()
         return to_user(row)

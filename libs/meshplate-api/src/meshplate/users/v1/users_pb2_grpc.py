@@ -144,7 +144,7 @@ class UsersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUser(self, request, context):
-        """GetUser returns one live user by id or by username.
+        """GetUser returns one live user by id or by username (or a soft-deleted one, when asked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,7 @@ class UsersServiceStub:
     CreateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]
     """CreateUser registers a user with the default tier and publishes "user registered"."""
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]
-    """GetUser returns one live user by id or by username."""
+    """GetUser returns one live user by id or by username (or a soft-deleted one, when asked)."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
     """ListUsers returns one page of live users, ordered by id."""
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]
@@ -94,7 +94,7 @@ class UsersServiceAsyncStub(UsersServiceStub):
     CreateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]  # type: ignore[assignment]
     """CreateUser registers a user with the default tier and publishes "user registered"."""
     GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]  # type: ignore[assignment]
-    """GetUser returns one live user by id or by username."""
+    """GetUser returns one live user by id or by username (or a soft-deleted one, when asked)."""
     ListUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]  # type: ignore[assignment]
     """ListUsers returns one page of live users, ordered by id."""
     UpdateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]  # type: ignore[assignment]
@@ -153,7 +153,7 @@ class UsersServiceServicer:
         request: _users_pb2.GetUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.GetUserResponse, _abc.Awaitable[_users_pb2.GetUserResponse]]:
-        """GetUser returns one live user by id or by username."""
+        """GetUser returns one live user by id or by username (or a soft-deleted one, when asked)."""
 
     def ListUsers(
         self,

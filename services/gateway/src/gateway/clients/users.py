@@ -1,0 +1,140 @@
+"""Calls to the users service: users and tiers."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+import grpc
+
+from gateway.schemas import TierRead, UserCreate, UserRead, UserUpdate
+from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.channels import call_metadata
+
+
+def to_user_read(user: users_pb2.User, *, with_email: bool) -> UserRead:
+    """The REST view of a user; the e-mail address only when the caller may see it."""
+    return UserRead(
+        id=user.id,
+        name=user.name,
+        username=user.username,
+        email=user.email if with_email else None,
+        profile_image_url=user.profile_image_url if user.HasField("profile_image_url") else None,
+        tier_id=user.tier_id if user.HasField("tier_id") else None,
+    )
+
+
+def to_tier_read(tier: users_pb2.Tier) -> TierRead:
+    """The REST view of a tier."""
+    return TierRead(id=tier.id, name=tier.name, created_at=tier.created_at.ToDatetime(tzinfo=UTC))
+
+
+class UsersClient:
+    """Calls to the users service."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float) -> None:
+        self._stub = users_pb2_grpc.UsersServiceStub(channel)
+        self._timeout_s = timeout_s
+
+    async def create_user(self, body: UserCreate) -> UserRead:
+        """Register a user; the answer shows the e-mail address to its owner."""
+        reply = await self._stub.CreateUser(
+            users_pb2.CreateUserRequest(
+                name=body.name, username=body.username, email=body.email, password=body.password
+            ),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return to_user_read(reply.user, with_email=True)
+
+    async def get_user(
+        self,
+        *,
+        username: str | None = None,
+        user_id: int | None = None,
+        include_deleted: bool = False,
+    ) -> UserRead:
+        """The live user with this username or id, e-mail included (routes decide who sees it)."""
+        if user_id is not None:
+            request = users_pb2.GetUserRequest(id=user_id, include_deleted=include_deleted)
+        else:
+            assert username is not None
+            request = users_pb2.GetUserRequest(username=username, include_deleted=include_deleted)
+        reply = await self._stub.GetUser(request, timeout=self._timeout_s, metadata=call_metadata())
+        return to_user_read(reply.user, with_email=True)
+
+    async def list_users(self, page: int, size: int) -> tuple[list[UserRead], int]:
+        """One page of users (no e-mail addresses) and the total."""
+        reply = await self._stub.ListUsers(
+            users_pb2.ListUsersRequest(page=page, items_per_page=size),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return [to_user_read(u, with_email=False) for u in reply.users], reply.total_count
+
+    async def update_user(self, user_id: int, body: UserUpdate) -> None:
+        """Change the fields the body sets."""
+        await self._stub.UpdateUser(
+            users_pb2.UpdateUserRequest(id=user_id, **body.model_dump(exclude_none=True)),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+
+    async def delete_user(self, user_id: int, *, hard: bool) -> None:
+        """Soft-delete a user, or remove them with their data."""
+        await self._stub.DeleteUser(
+            users_pb2.DeleteUserRequest(id=user_id, hard=hard),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+
+    async def set_tier(self, user_id: int, tier_id: int) -> None:
+        """Move a user to a tier."""
+        await self._stub.SetUserTier(
+            users_pb2.SetUserTierRequest(user_id=user_id, tier_id=tier_id),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+
+    async def create_tier(self, name: str) -> TierRead:
+        """A new tier."""
+        reply = await self._stub.CreateTier(
+            users_pb2.CreateTierRequest(name=name),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return to_tier_read(reply.tier)
+
+    async def get_tier(self, *, name: str | None = None, tier_id: int | None = None) -> TierRead:
+        """The tier with this name or id."""
+        if tier_id is not None:
+            request = users_pb2.GetTierRequest(id=tier_id)
+        else:
+            assert name is not None
+            request = users_pb2.GetTierRequest(name=name)
+        reply = await self._stub.GetTier(request, timeout=self._timeout_s, metadata=call_metadata())
+        return to_tier_read(reply.tier)
+
+    async def list_tiers(self, page: int, size: int) -> tuple[list[TierRead], int]:
+        """One page of tiers and the total."""
+        reply = await self._stub.ListTiers(
+            users_pb2.ListTiersRequest(page=page, items_per_page=size),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return [to_tier_read(t) for t in reply.tiers], reply.total_count
+
+    async def rename_tier(self, tier_id: int, name: str) -> None:
+        """Rename a tier."""
+        await self._stub.UpdateTier(
+            users_pb2.UpdateTierRequest(id=tier_id, name=name),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+
+    async def delete_tier(self, tier_id: int) -> None:
+        """Remove a tier no user is on."""
+        await self._stub.DeleteTier(
+            users_pb2.DeleteTierRequest(id=tier_id),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )

@@ -1,0 +1,48 @@
+"""Tier routes (API.md "Tiers and rate-limit rules", the tier part)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from gateway.deps import Superuser, Users
+from gateway.schemas import Message, Page, PageParams, TierCreate, TierRead, page_params
+
+router = APIRouter(prefix="/api/v1", tags=["tiers"])
+Pages = Annotated[PageParams, Depends(page_params)]
+
+
+@router.post("/tier", status_code=status.HTTP_201_CREATED)
+async def create_tier(body: TierCreate, _admin: Superuser, users: Users) -> TierRead:
+    """Add a tier."""
+    return await users.create_tier(body.name)
+
+
+@router.get("/tiers")
+async def read_tiers(users: Users, pages: Pages) -> Page[TierRead]:
+    """Every tier, by id, a page at a time."""
+    data, total = await users.list_tiers(pages.page, pages.items_per_page)
+    return pages.of(data, total)
+
+
+@router.get("/tier/{name}")
+async def read_tier(name: str, users: Users) -> TierRead:
+    """One tier."""
+    return await users.get_tier(name=name)
+
+
+@router.patch("/tier/{name}")
+async def update_tier(name: str, body: TierCreate, _admin: Superuser, users: Users) -> Message:
+    """Rename a tier."""
+    tier = await users.get_tier(name=name)
+    await users.rename_tier(tier.id, body.name)
+    return Message(message="Tier updated")
+
+
+@router.delete("/tier/{name}")
+async def delete_tier(name: str, _admin: Superuser, users: Users) -> Message:
+    """Remove a tier that no user is on."""
+    tier = await users.get_tier(name=name)
+    await users.delete_tier(tier.id)
+    return Message(message="Tier deleted")
