@@ -68,6 +68,7 @@ class Stack:
     registers: dict[str, Register]
     ports: dict[str, int]
     gateway_settings: GatewaySettings
+    signing_key_file: Path
     base_url: str = ""
     running: dict[str, Running] = field(default_factory=dict)
 
@@ -148,6 +149,7 @@ async def stack(
         stack = Stack(
             registers=registers,
             ports=ports,
+            signing_key_file=auth_settings.generated_key_file,
             gateway_settings=GatewaySettings(
                 auth_addr=f"127.0.0.1:{ports['auth']}",
                 users_addr=f"127.0.0.1:{ports['users']}",

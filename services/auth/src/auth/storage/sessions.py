@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auth.storage.tables import refresh_family, revocation, user_revocation
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    # INSERT ... ON CONFLICT is spelled the same on both, but lives in each dialect.
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 def _utc(value: datetime) -> datetime:
@@ -100,15 +108,14 @@ class SessionStore:
         expires_at: datetime,
         now: datetime,
     ) -> bool:
-        """Revoke one token; False when it already was."""
-        if await self.token_revoked(conn, token_id):
-            return False
-        await conn.execute(
-            insert(revocation).values(
-                jti=token_id, user_id=user_id, revoked_at=now, expires_at=expires_at
-            )
+        """Revoke one token; False when it already was (safe to race)."""
+        statement = (
+            _insert(conn)(revocation)
+            .values(jti=token_id, user_id=user_id, revoked_at=now, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=["jti"])
+            .returning(revocation.c.jti)
         )
-        return True
+        return (await conn.execute(statement)).first() is not None
 
     async def token_revoked(self, conn: AsyncConnection, token_id: str) -> bool:
         """Whether one token was revoked."""
@@ -118,18 +125,16 @@ class SessionStore:
     async def revoke_user(
         self, conn: AsyncConnection, user_id: int, *, before: datetime, now: datetime
     ) -> None:
-        """Revoke every token of a user issued before `before`, and all their live families."""
-        current = await self.user_revoked_before(conn, user_id)
-        if current is None:
-            await conn.execute(
-                insert(user_revocation).values(user_id=user_id, revoked_before=before)
+        """Revoke every token of a user issued before `before`, and all their live families
+        (safe to race: the later cut-off wins)."""
+        values = _insert(conn)(user_revocation).values(user_id=user_id, revoked_before=before)
+        await conn.execute(
+            values.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={"revoked_before": values.excluded.revoked_before},
+                where=user_revocation.c.revoked_before < values.excluded.revoked_before,
             )
-        elif current < before:
-            await conn.execute(
-                update(user_revocation)
-                .where(user_revocation.c.user_id == user_id)
-                .values(revoked_before=before)
-            )
+        )
         await conn.execute(
             update(refresh_family)
             .where(
