@@ -22,6 +22,7 @@ def settings_for(environment: Environment, redis_url: str) -> Settings:
         ratelimit_addr=f"127.0.0.1:{free_port()}",
         redis_url=redis_url,
         rpc_timeout_s=1.0,
+        startup_wait_s=0,
         _env_file=None,
     )
 
