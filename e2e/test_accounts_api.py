@@ -280,3 +280,33 @@ async def test_concurrent_sign_ups_and_logins_never_500(stack: Stack) -> None:
         )
 
     assert all(r.status_code < 500 for r in responses)
+
+
+async def test_missing_users_and_tiers_are_404_and_taken_names_409(stack: Stack) -> None:
+    async with stack.client() as client:
+        who = await _two_users_and_admin(client)
+        root = who["root"]
+        await client.post("/api/v1/tier", json={"name": "gold"}, headers=root)
+        statuses = {
+            "erase missing user": (await client.delete("/api/v1/db_user/nobody", headers=root)),
+            "rename missing tier": (
+                await client.patch("/api/v1/tier/none", json={"name": "x"}, headers=root)
+            ),
+            "rename to a taken name": (
+                await client.patch("/api/v1/tier/gold", json={"name": "free"}, headers=root)
+            ),
+            "delete missing tier": (await client.delete("/api/v1/tier/none", headers=root)),
+            "tier of a missing user": (await client.get("/api/v1/user/nobody/tier")),
+            "move a missing user": (
+                await client.patch("/api/v1/user/nobody/tier", json={"tier_id": 1}, headers=root)
+            ),
+        }
+
+    assert {name: response.status_code for name, response in statuses.items()} == {
+        "erase missing user": 404,
+        "rename missing tier": 404,
+        "rename to a taken name": 409,
+        "delete missing tier": 404,
+        "tier of a missing user": 404,
+        "move a missing user": 404,
+    }

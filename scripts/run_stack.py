@@ -8,6 +8,7 @@ is reported and the rest keep running, so a service can be stopped and started b
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
@@ -62,7 +63,7 @@ def _ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
         return False
 
 

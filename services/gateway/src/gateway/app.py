@@ -37,6 +37,9 @@ from meshplate_core.errors import DomainError
 
 log = logging.getLogger(__name__)
 
+# How long each step of shutting down may take.
+_CLOSE_S = 3.0
+
 PEERS = {
     "auth": auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
     "users": users_pb2.DESCRIPTOR.services_by_name["UsersService"],
@@ -135,12 +138,17 @@ def create_app(settings: Settings) -> FastAPI:
                 redis=redis,
             )
         finally:
+            revocations.stop()
+            # Bounded: shutting down must not wait on a read that does not come back.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(_CLOSE_S):
+                    await following
             following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
-            await follower_redis.aclose()
-            await redis.aclose()
-            await asyncio.gather(*(channel.close() for channel in channels.values()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_S):
+                    await follower_redis.aclose()
+                    await redis.aclose()
+                    await asyncio.gather(*(channel.close() for channel in channels.values()))
 
     app = FastAPI(
         title="Meshplate",

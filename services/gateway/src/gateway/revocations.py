@@ -32,7 +32,13 @@ class RevocationList:
         self._families: dict[str, float] = {}
         self._users: dict[int, tuple[float, float]] = {}
         self._last_id = "0-0"
+        self._stopping = False
         self.synced = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask `follow` to return after its current read (cancelling it may not be enough: a
+        cancellation that lands inside the Redis client's read can be absorbed by it)."""
+        self._stopping = True
 
     def add(self, event: TokensRevoked) -> None:
         """Record one revocation."""
@@ -62,11 +68,11 @@ class RevocationList:
         self._families = {k: v for k, v in self._families.items() if v > now}
         self._users = {k: v for k, v in self._users.items() if v[1] > now}
 
-    async def follow(self, redis: Redis, *, block_ms: int = 5000, retry_s: float = 0.5) -> None:
-        """Forever: replay, then follow the stream; on failure, report unsynced and retry."""
+    async def follow(self, redis: Redis, *, block_ms: int = 1000, retry_s: float = 0.5) -> None:
+        """Until `stop`: replay, then follow the stream; on failure, report unsynced and retry."""
         stream = TokensRevoked.STREAM
         last_prune = time.time()
-        while True:
+        while not self._stopping:
             try:
                 if not self.synced.is_set():
                     entries: Any = await redis.xrange(stream, min=self._next_id())
