@@ -62,7 +62,7 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """An engine on an emptied database that holds only the default tier."""
     engine = open_engine(settings.database_url, pool_size=5, application_name="users-tests")
     async with engine.begin() as conn:
-        await conn.execute(text('TRUNCATE "user", tier, outbox RESTART IDENTITY CASCADE'))
+        await conn.execute(text('TRUNCATE "user", tier, post, outbox RESTART IDENTITY CASCADE'))
     await prepare(engine, settings=settings)
     yield engine
     await engine.dispose()

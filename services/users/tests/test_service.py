@@ -112,10 +112,3 @@ async def test_invalid_field_is_named_in_the_trailers(users: UsersServiceAsyncSt
 
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert ("field", "username") in tuple(err.value.trailing_metadata() or ())
-
-
-async def test_rpcs_not_built_yet_answer_unimplemented(users: UsersServiceAsyncStub) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await users.CreatePost(users_pb2.CreatePostRequest(author_id=1, title="t", text="x"))
-
-    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED

@@ -6,6 +6,7 @@ statements, the outbox delivers the events after the commit.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from meshplate_core.errors import InvalidArgumentError
 from meshplate_core.events import UserDeleted, UserRegistered, UserTierChanged
 from meshplate_core.outbox import Outbox
+from users.cache import Codec, ReadCache, dataclass_codec, name_generation
 from users.domain import (
     InvalidCredentialsError,
     PageRequest,
@@ -27,6 +29,8 @@ from users.passwords import PasswordHasher
 from users.storage.tiers import TierStore
 from users.storage.users import UserStore
 
+_PUBLIC_USER: Codec[User] = dataclass_codec(User)
+
 
 class Accounts:
     """Sign-up, credentials, profile changes, deletion and tiers of users."""
@@ -38,9 +42,11 @@ class Accounts:
         outbox: Outbox,
         hasher: PasswordHasher,
         default_tier_name: str,
+        cache: ReadCache,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
+        self._cache = cache
         self._hasher = hasher
         self._default_tier_name = default_tier_name
         self.users = UserStore()
@@ -110,16 +116,21 @@ class Accounts:
     async def change(self, user_id: int, changes: UserChanges) -> User:
         """Apply a validated profile update."""
         async with self.transaction() as conn:
-            return await self.users.change(conn, user_id, changes)
+            before = await self.users.get_by_id(conn, user_id)
+            user = await self.users.change(conn, user_id, changes)
+        await self._cache.bump(name_generation(before.username), name_generation(user.username))
+        return user
 
     async def delete(self, user_id: int, *, hard: bool) -> None:
         """Soft-delete a user, or remove them and their data; announce it either way."""
         async with self.transaction() as conn:
+            user = await self.users.get_by_id(conn, user_id, include_deleted=hard)
             if hard:
                 await self.users.hard_delete(conn, user_id)
             else:
                 await self.users.soft_delete(conn, user_id)
             await self._outbox.add(conn, UserDeleted(user_id=user_id, hard=hard))
+        await self._cache.bump(name_generation(user.username))
 
     async def set_tier(self, user_id: int, tier_id: int) -> User:
         """Move a user to an existing tier and announce it."""
@@ -127,6 +138,7 @@ class Accounts:
             await self.tiers.get_by_id(conn, tier_id)
             user = await self.users.set_tier(conn, user_id, tier_id)
             await self._outbox.add(conn, UserTierChanged(user_id=user_id, tier_id=tier_id))
+        await self._cache.bump(name_generation(user.username))
         return user
 
     async def page_of_users(self, request: PageRequest) -> tuple[list[User], int]:
@@ -141,12 +153,26 @@ class Accounts:
         username: str | None = None,
         include_deleted: bool = False,
     ) -> User:
-        """A live (or, when asked, soft-deleted) user by id or username."""
+        """A live (or, when asked, soft-deleted) user by id or username; live users by username
+        come from the cache."""
+        if username is not None and not include_deleted:
+            return await self._cache.read(
+                f"users:user:{username}",
+                [name_generation(username)],
+                lambda: self._load_public(username),
+                _PUBLIC_USER,
+            )
         async with self.reading() as conn:
             if user_id is not None:
                 return await self.users.get_by_id(conn, user_id, include_deleted=include_deleted)
             assert username is not None
             return await self.users.get_by_username(conn, username, include_deleted=include_deleted)
+
+    async def _load_public(self, username: str) -> User:
+        async with self.reading() as conn:
+            user = await self.users.get_by_username(conn, username)
+        # Password hashes never go to the cache.
+        return dataclasses.replace(user, hashed_password="")
 
     async def tier(self, *, tier_id: int | None = None, name: str | None = None) -> Tier:
         """A tier by id or name."""

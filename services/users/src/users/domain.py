@@ -14,6 +14,7 @@ from meshplate_core.errors import (
     ConflictError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     UnauthenticatedError,
 )
 
@@ -21,6 +22,10 @@ USERNAME_PATTERN = re.compile(r"[a-z0-9]{2,20}")
 NAME_LENGTH = (2, 30)
 PASSWORD_LENGTH = (8, 128)
 TIER_NAME_LENGTH = (1, 50)
+TITLE_LENGTH = (2, 30)
+TEXT_LENGTH = (1, 63206)
+TITLE_LENGTH = (2, 30)
+TEXT_LENGTH = (1, 63206)
 URL_MAX_LENGTH = 2048
 MAX_PAGE_SIZE = 100
 
@@ -78,6 +83,55 @@ class UserChanges:
             "email": self.email,
             "profile_image_url": self.profile_image_url,
         }
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The verified caller a write is made for; the service decides what they may change."""
+
+    user_id: int
+    is_superuser: bool
+
+    def may_change(self, author_id: int) -> bool:
+        """Authors change their own posts; superusers change any."""
+        return self.is_superuser or self.user_id == author_id
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A post as stored."""
+
+    id: int
+    uuid: str
+    title: str
+    text: str
+    media_url: str | None
+    created_by_user_id: int
+    created_at: datetime
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    """A validated post to create."""
+
+    title: str
+    text: str
+    media_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PostChanges:
+    """A validated post update: only the fields that are set change."""
+
+    title: str | None = None
+    text: str | None = None
+    media_url: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        """The fields to write."""
+        fields = {"title": self.title, "text": self.text, "media_url": self.media_url}
         return {key: value for key, value in fields.items() if value is not None}
 
 
@@ -141,6 +195,20 @@ class TierInUseError(ConflictError):
 
     def __init__(self) -> None:
         super().__init__("Tier is in use by users")
+
+
+class PostNotFoundError(NotFoundError):
+    """No live post has this id under this author."""
+
+    def __init__(self) -> None:
+        super().__init__("Post not found")
+
+
+class NotYourPostError(PermissionDeniedError):
+    """The actor is neither the post's author nor a superuser."""
+
+    def __init__(self) -> None:
+        super().__init__("You do not have enough privileges.")
 
 
 def _check_length(field: str, value: str, bounds: tuple[int, int]) -> None:
@@ -230,3 +298,29 @@ def parse_page(page: int, size: int) -> PageRequest:
             f"items_per_page must be 1 to {MAX_PAGE_SIZE}", field="items_per_page"
         )
     return PageRequest(page=page, size=size)
+
+
+def parse_post(*, title: str, text: str, media_url: str | None) -> NewPost:
+    """Validate a new post."""
+    _check_length("title", title, TITLE_LENGTH)
+    _check_length("text", text, TEXT_LENGTH)
+    return NewPost(
+        title=title,
+        text=text,
+        media_url=check_url("media_url", media_url) if media_url is not None else None,
+    )
+
+
+def parse_post_changes(
+    *, title: str | None = None, text: str | None = None, media_url: str | None = None
+) -> PostChanges:
+    """Validate a post update; fields left None stay as they are."""
+    if title is not None:
+        _check_length("title", title, TITLE_LENGTH)
+    if text is not None:
+        _check_length("text", text, TEXT_LENGTH)
+    return PostChanges(
+        title=title,
+        text=text,
+        media_url=check_url("media_url", media_url) if media_url is not None else None,
+    )

@@ -16,8 +16,10 @@ from meshplate_core.grpc_server import Register
 from meshplate_core.outbox import Outbox
 from meshplate_core.runner import migrate_database, serve_database_service
 from users.accounts import Accounts
+from users.cache import ReadCache
 from users.domain import parse_registration
 from users.passwords import PasswordHasher
+from users.posts import Posts
 from users.service import UsersService
 from users.settings import Settings
 from users.storage.tables import outbox as outbox_table
@@ -38,17 +40,24 @@ def hasher_for(settings: Settings) -> PasswordHasher:
 
 
 @contextlib.asynccontextmanager
-async def open_accounts(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Accounts]:
+async def open_accounts(
+    engine: AsyncEngine, *, settings: Settings
+) -> AsyncIterator[tuple[Accounts, Posts]]:
     """The use cases with their outbox relay running; the relay's last round runs on exit."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     outbox = Outbox(outbox_table, engine, redis)
+    cache = ReadCache(redis, ttl_s=settings.cache_ttl_s)
     relay = asyncio.create_task(outbox.relay())
     try:
-        yield Accounts(
-            engine=engine,
-            outbox=outbox,
-            hasher=hasher_for(settings),
-            default_tier_name=settings.default_tier_name,
+        yield (
+            Accounts(
+                engine=engine,
+                outbox=outbox,
+                hasher=hasher_for(settings),
+                default_tier_name=settings.default_tier_name,
+                cache=cache,
+            ),
+            Posts(engine=engine, cache=cache),
         )
     finally:
         outbox.stop()
@@ -61,8 +70,10 @@ async def open_accounts(engine: AsyncEngine, *, settings: Settings) -> AsyncIter
 @contextlib.asynccontextmanager
 async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Register]:
     """The servicer, ready to be added to a server (tests use this too)."""
-    async with open_accounts(engine, settings=settings) as accounts:
-        yield partial(users_pb2_grpc.add_UsersServiceServicer_to_server, UsersService(accounts))
+    async with open_accounts(engine, settings=settings) as (accounts, posts):
+        yield partial(
+            users_pb2_grpc.add_UsersServiceServicer_to_server, UsersService(accounts, posts)
+        )
 
 
 async def prepare(engine: AsyncEngine, *, settings: Settings) -> None:
@@ -73,7 +84,7 @@ async def prepare(engine: AsyncEngine, *, settings: Settings) -> None:
         email=settings.admin_email,
         password=settings.admin_password.get_secret_value(),
     )
-    async with open_accounts(engine, settings=settings) as accounts:
+    async with open_accounts(engine, settings=settings) as (accounts, _posts):
         async with accounts.transaction() as conn:
             await accounts.tiers.ensure(conn, settings.default_tier_name)
         await accounts.ensure_admin(admin)

@@ -12,13 +12,18 @@ from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.errors import InvalidArgumentError
 from users.accounts import Accounts
 from users.domain import (
+    Actor,
+    Post,
     Tier,
     User,
     parse_changes,
     parse_page,
+    parse_post,
+    parse_post_changes,
     parse_registration,
     parse_tier_name,
 )
+from users.posts import Posts
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -53,16 +58,40 @@ def to_proto(user: User) -> users_pb2.User:
     return message
 
 
+def post_to_proto(post: Post) -> users_pb2.Post:
+    """The contract's view of a post."""
+    message = users_pb2.Post(
+        id=post.id,
+        uuid=post.uuid,
+        title=post.title,
+        text=post.text,
+        created_by_user_id=post.created_by_user_id,
+        created_at=_timestamp(post.created_at),
+    )
+    if post.media_url is not None:
+        message.media_url = post.media_url
+    if post.updated_at is not None:
+        message.updated_at.CopyFrom(_timestamp(post.updated_at))
+    return message
+
+
+def _actor(request: Any) -> Actor:
+    if not request.HasField("actor"):
+        raise InvalidArgumentError("actor is required", field="actor")
+    return Actor(user_id=request.actor.user_id, is_superuser=request.actor.is_superuser)
+
+
 def tier_to_proto(tier: Tier) -> users_pb2.Tier:
     """The contract's view of a tier."""
     return users_pb2.Tier(id=tier.id, name=tier.name, created_at=_timestamp(tier.created_at))
 
 
 class UsersService(users_pb2_grpc.UsersServiceServicer):
-    """The users service; the post RPCs answer UNIMPLEMENTED until posts land."""
+    """The users service."""
 
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, posts: Posts) -> None:
         self._accounts = accounts
+        self._posts = posts
 
     async def CreateUser(
         self, request: users_pb2.CreateUserRequest, context: Context
@@ -167,3 +196,47 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     ) -> users_pb2.DeleteTierResponse:
         await self._accounts.delete_tier(request.id)
         return users_pb2.DeleteTierResponse()
+
+    async def CreatePost(
+        self, request: users_pb2.CreatePostRequest, context: Context
+    ) -> users_pb2.CreatePostResponse:
+        new = parse_post(
+            title=request.title, text=request.text, media_url=_optional(request, "media_url")
+        )
+        post = await self._posts.create(_actor(request), request.author_id, new)
+        return users_pb2.CreatePostResponse(post=post_to_proto(post))
+
+    async def GetPost(
+        self, request: users_pb2.GetPostRequest, context: Context
+    ) -> users_pb2.GetPostResponse:
+        post = await self._posts.get(request.id, request.author_username)
+        return users_pb2.GetPostResponse(post=post_to_proto(post))
+
+    async def ListPosts(
+        self, request: users_pb2.ListPostsRequest, context: Context
+    ) -> users_pb2.ListPostsResponse:
+        posts, total = await self._posts.page(
+            request.author_username, parse_page(request.page, request.items_per_page)
+        )
+        return users_pb2.ListPostsResponse(posts=map(post_to_proto, posts), total_count=total)
+
+    async def UpdatePost(
+        self, request: users_pb2.UpdatePostRequest, context: Context
+    ) -> users_pb2.UpdatePostResponse:
+        changes = parse_post_changes(
+            title=_optional(request, "title"),
+            text=_optional(request, "text"),
+            media_url=_optional(request, "media_url"),
+        )
+        post = await self._posts.change(
+            _actor(request), request.id, request.author_username, changes
+        )
+        return users_pb2.UpdatePostResponse(post=post_to_proto(post))
+
+    async def DeletePost(
+        self, request: users_pb2.DeletePostRequest, context: Context
+    ) -> users_pb2.DeletePostResponse:
+        await self._posts.delete(
+            _actor(request), request.id, request.author_username, hard=request.hard
+        )
+        return users_pb2.DeletePostResponse()

@@ -20,6 +20,8 @@ class Settings(GrpcServiceSettings):
         validation_alias=AliasChoices("USERS_REDIS_URL", "REDIS_URL"),
     )
     default_tier_name: str = Field(default="free", validation_alias="DEFAULT_TIER_NAME")
+    # Lifetime of cached reads (a user by name, a post, a page of posts); writes never wait it out.
+    cache_ttl_s: float = Field(default=300.0, gt=0)
     # The first superuser, created at start when no user has this username.
     admin_name: str = Field(default="Admin", validation_alias="ADMIN_NAME")
     admin_email: str = Field(default="admin@example.com", validation_alias="ADMIN_EMAIL")

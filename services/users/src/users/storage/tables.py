@@ -10,12 +10,15 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     Uuid,
     false,
+    text,
 )
 
 from meshplate_core.outbox import outbox_table
@@ -64,6 +67,31 @@ user = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, default=now),
     Column("updated_at", DateTime(timezone=True)),
     Column("deleted_at", DateTime(timezone=True)),
+)
+
+post = Table(
+    "post",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("uuid", Uuid(), nullable=False, unique=True),
+    Column("title", String(30), nullable=False),
+    Column("text", Text(), nullable=False),
+    Column("media_url", String(2048)),
+    # CASCADE: a user's hard delete removes their posts.
+    Column("created_by_user_id", Id, ForeignKey("user.id", ondelete="CASCADE"), nullable=False),
+    Column("is_deleted", Boolean(), nullable=False, default=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=now),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    # Serves exactly the listing query: one author's live posts, newest first.
+    Index(
+        "ix_post_author_newest",
+        "created_by_user_id",
+        text("created_at DESC"),
+        text("id DESC"),
+        postgresql_where=text("NOT is_deleted"),
+        sqlite_where=text("NOT is_deleted"),
+    ),
 )
 
 # Events committed with the change they announce, until the relay has published them.

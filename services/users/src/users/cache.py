@@ -1,0 +1,176 @@
+"""The users service's read-through cache in Redis (keys `users:*`), which cannot go stale.
+
+Every cached entry records the generations it was read under; a writer bumps those generations
+(INCR) after its commit. A reader fetches the current generations and the entry in one MGET and
+uses the entry only if they match, so:
+- a reader that loaded old rows before a write commits stores them under the old generation,
+  which no later reader accepts (the race that plain "delete the key after writing" loses);
+- the first read after a write returns (and caches) the new state, on every replica.
+Generation keys have no TTL, entries do; with a `volatile-*` eviction policy only entries are
+evicted. Misses of one key are loaded once per process (single flight). When Redis cannot be
+reached, reads go to the database (logged and counted); when a bump fails, this process stops
+trusting the cache for one entry lifetime, since an entry it can no longer invalidate may be served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_LOG_EVERY_S = 10.0
+
+
+@dataclass
+class CacheStats:
+    """Counters of what the cache did (exported as metrics later)."""
+
+    hits: int = 0
+    misses: int = 0
+    loads: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class Codec(Generic[T]):
+    """How a value becomes JSON and back."""
+
+    encode: Callable[[T], Any]
+    decode: Callable[[Any], T]
+
+
+def dataclass_codec(cls: type[T]) -> Codec[T]:
+    """A codec for a dataclass of JSON-friendly fields and datetimes."""
+    hints = typing.get_type_hints(cls)
+    stamps = [
+        name
+        for name, hint in hints.items()
+        if datetime in typing.get_args(hint) or hint is datetime
+    ]
+
+    def encode(value: T) -> dict[str, Any]:
+        data = dataclasses.asdict(value)  # type: ignore[call-overload]
+        for name in stamps:
+            if data[name] is not None:
+                data[name] = data[name].isoformat()
+        return dict(data)
+
+    def decode(data: Any) -> T:
+        for name in stamps:
+            if data[name] is not None:
+                data[name] = datetime.fromisoformat(data[name])
+        return cls(**data)
+
+    return Codec(encode=encode, decode=decode)
+
+
+def name_generation(username: str) -> str:
+    """The generation of everything read by username: the user and their post pages."""
+    return f"users:gen:name:{username}"
+
+
+def post_generation(post_id: int) -> str:
+    """The generation of one post."""
+    return f"users:gen:post:{post_id}"
+
+
+@dataclass
+class ReadCache:
+    """Generation-checked read-through cache with single flight."""
+
+    redis: Redis
+    ttl_s: float
+    stats: CacheStats = field(default_factory=CacheStats)
+    _flights: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    _distrust_until: float = 0.0
+    _last_log: float = 0.0
+
+    async def read(
+        self,
+        key: str,
+        generations: Sequence[str],
+        load: Callable[[], Awaitable[T]],
+        codec: Codec[T],
+    ) -> T:
+        """The value under `key` if it is current, else `load()` (once per process), cached."""
+        if time.monotonic() < self._distrust_until:
+            return await load()
+        try:
+            *current, raw = await self.redis.mget([*generations, key])
+        except (RedisError, OSError) as exc:
+            self._failed("read", exc)
+            return await load()
+        gens = [int(value or 0) for value in current]
+        if raw is not None:
+            entry = json.loads(raw)
+            if entry["g"] == gens:
+                self.stats.hits += 1
+                return codec.decode(entry["v"])
+        self.stats.misses += 1
+        value: T = await self._load_once(f"{key}@{gens}", load)
+        try:
+            entry_json = json.dumps({"g": gens, "v": codec.encode(value)})
+            await self.redis.set(key, entry_json, ex=max(1, int(self.ttl_s)))
+        except (RedisError, OSError) as exc:
+            self._failed("write", exc)
+        return value
+
+    async def bump(self, *generations: str) -> None:
+        """Invalidate every entry read under these generations (call after the commit)."""
+        if not generations:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in generations:
+                    pipe.incr(key)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed("invalidation", exc)
+            # Entries we could not invalidate live at most one TTL: until then, read the database.
+            self._distrust_until = time.monotonic() + self.ttl_s
+
+    async def _load_once(self, flight: str, load: Callable[[], Awaitable[T]]) -> T:
+        running = self._flights.get(flight)
+        if running is not None:
+            result: T = await asyncio.shield(running)
+            return result
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._flights[flight] = future
+        try:
+            self.stats.loads += 1
+            value = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            # Waiters get the error; nobody else needs to retrieve it.
+            future.exception()
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._flights[flight]
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.stats.errors += 1
+        now = time.monotonic()
+        if now - self._last_log > _LOG_EVERY_S:
+            self._last_log = now
+            log.warning(
+                "cache %s failed (%s); serving from the database", what, exc.__class__.__name__
+            )
