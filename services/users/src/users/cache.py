@@ -120,13 +120,18 @@ class ReadCache:
                 self.stats.hits += 1
                 return codec.decode(entry["v"])
         self.stats.misses += 1
-        value: T = await self._load_once(f"{key}@{gens}", load)
-        try:
-            entry_json = json.dumps({"g": gens, "v": codec.encode(value)})
-            await self.redis.set(key, entry_json, ex=max(1, int(self.ttl_s)))
-        except (RedisError, OSError) as exc:
-            self._failed("write", exc)
-        return value
+
+        async def fill() -> T:
+            value = await load()
+            try:
+                entry_json = json.dumps({"g": gens, "v": codec.encode(value)})
+                await self.redis.set(key, entry_json, ex=max(1, int(self.ttl_s)))
+            except (RedisError, OSError) as exc:
+                self._failed("write", exc)
+            return value
+
+        # The flight lasts until the entry is stored, so late arrivals find it in Redis.
+        return await self._load_once(f"{key}@{gens}", fill)
 
     async def bump(self, *generations: str) -> None:
         """Invalidate every entry read under these generations (call after the commit)."""

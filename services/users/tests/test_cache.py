@@ -1,0 +1,218 @@
+"""The read cache: never stale after a write, one load per miss storm, harmless when Redis fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from meshplate_testing.proxy import TcpProxy
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.grpc_server import start
+from users.server import SERVICE_NAME, build
+from users.settings import Settings
+
+if TYPE_CHECKING:
+    from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
+
+
+class QueryCounter:
+    """Counts the statements an engine sends that mention a table."""
+
+    def __init__(self, engine: AsyncEngine, table: str) -> None:
+        self._engine = engine.sync_engine
+        self._needle = f"FROM {table}"
+        self.count = 0
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if self._needle in statement:
+            self.count += 1
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[QueryCounter]:
+        """Count while inside."""
+        event.listen(self._engine, "before_cursor_execute", self._seen)
+        try:
+            yield self
+        finally:
+            event.remove(self._engine, "before_cursor_execute", self._seen)
+
+
+async def _sign_up(users: UsersServiceAsyncStub, username: str) -> users_pb2.Actor:
+    reply = await users.CreateUser(
+        users_pb2.CreateUserRequest(
+            name=username.title(), username=username, email=f"{username}@x.io", password="12345678"
+        )
+    )
+    return users_pb2.Actor(user_id=reply.user.id)
+
+
+async def _post(users: UsersServiceAsyncStub, actor: users_pb2.Actor, title: str) -> users_pb2.Post:
+    request = users_pb2.CreatePostRequest(
+        actor=actor, author_id=actor.user_id, title=title, text="Body"
+    )
+    return (await users.CreatePost(request)).post
+
+
+async def _titles(users: UsersServiceAsyncStub, username: str = "ann") -> list[str]:
+    reply = await users.ListPosts(
+        users_pb2.ListPostsRequest(author_username=username, page=1, items_per_page=100)
+    )
+    return [post.title for post in reply.posts]
+
+
+async def _title(users: UsersServiceAsyncStub, post_id: int, username: str = "ann") -> str:
+    reply = await users.GetPost(users_pb2.GetPostRequest(id=post_id, author_username=username))
+    return reply.post.title
+
+
+async def test_a_page_read_twice_costs_one_query(
+    users: UsersServiceAsyncStub, engine: AsyncEngine
+) -> None:
+    ann = await _sign_up(users, "ann")
+    for title in ("one", "two"):
+        await _post(users, ann, title)
+
+    with QueryCounter(engine, "post").counting() as queries:
+        first, second = await _titles(users), await _titles(users)
+
+    assert first == second == ["two", "one"]
+    assert queries.count == 1
+
+
+async def test_every_write_is_seen_by_the_very_next_read(users: UsersServiceAsyncStub) -> None:
+    ann = await _sign_up(users, "ann")
+    first = await _post(users, ann, "first")
+    assert (await _titles(users), await _title(users, first.id)) == (["first"], "first")
+
+    second = await _post(users, ann, "second")
+    assert await _titles(users) == ["second", "first"]
+
+    await users.UpdatePost(
+        users_pb2.UpdatePostRequest(actor=ann, id=first.id, author_username="ann", title="edited")
+    )
+    assert (await _titles(users), await _title(users, first.id)) == (["second", "edited"], "edited")
+
+    await users.DeletePost(
+        users_pb2.DeletePostRequest(actor=ann, id=second.id, author_username="ann")
+    )
+    assert await _titles(users) == ["edited"]
+
+    root = users_pb2.Actor(user_id=1, is_superuser=True)
+    await users.DeletePost(
+        users_pb2.DeletePostRequest(actor=root, id=first.id, author_username="ann", hard=True)
+    )
+    assert await _titles(users) == []
+
+
+async def test_username_change_and_deletion_are_seen_at_once(users: UsersServiceAsyncStub) -> None:
+    ann = await _sign_up(users, "ann")
+    post = await _post(users, ann, "hello")
+    await users.GetUser(users_pb2.GetUserRequest(username="ann"))
+    await _title(users, post.id)
+
+    await users.UpdateUser(users_pb2.UpdateUserRequest(id=ann.user_id, username="annie"))
+
+    with pytest.raises(grpc.aio.AioRpcError):
+        await users.GetUser(users_pb2.GetUserRequest(username="ann"))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _title(users, post.id, "ann")
+    assert await _title(users, post.id, "annie") == "hello"
+
+    await users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.user_id))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await users.GetUser(users_pb2.GetUserRequest(username="annie"))
+    with pytest.raises(grpc.aio.AioRpcError):
+        await _titles(users, "annie")
+
+
+async def test_racing_writers_and_readers_leave_no_stale_entry(
+    users: UsersServiceAsyncStub,
+) -> None:
+    ann = await _sign_up(users, "ann")
+    post = await _post(users, ann, "v0")
+    stop = asyncio.Event()
+
+    async def write(n: int) -> None:
+        await users.UpdatePost(
+            users_pb2.UpdatePostRequest(actor=ann, id=post.id, author_username="ann", title=f"v{n}")
+        )
+
+    async def read() -> None:
+        while not stop.is_set():
+            await asyncio.gather(_title(users, post.id), _titles(users))
+
+    readers = [asyncio.create_task(read()) for _ in range(4)]
+    for n in range(1, 31):
+        await write(n)
+        await asyncio.sleep(random.random() / 200)
+    final = f"v{random.randint(100, 999)}"
+    await users.UpdatePost(
+        users_pb2.UpdatePostRequest(actor=ann, id=post.id, author_username="ann", title=final)
+    )
+    stop.set()
+    await asyncio.gather(*readers)
+
+    assert await _title(users, post.id) == final
+    assert await _titles(users) == [final]
+
+
+async def test_a_miss_storm_for_one_key_loads_once(
+    users: UsersServiceAsyncStub, engine: AsyncEngine
+) -> None:
+    ann = await _sign_up(users, "ann")
+    post = await _post(users, ann, "hot")
+
+    with QueryCounter(engine, "post").counting() as queries:
+        titles = await asyncio.gather(*(_title(users, post.id) for _ in range(50)))
+
+    assert set(titles) == {"hot"}
+    assert queries.count == 1
+
+
+@pytest.fixture
+async def users_via_proxy(
+    engine: AsyncEngine, settings: Settings, redis_url: str
+) -> AsyncIterator[tuple[UsersServiceAsyncStub, TcpProxy]]:
+    """The users server whose Redis is behind a proxy that the test can cut."""
+    host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    proxy = TcpProxy(host, int(port))
+    await proxy.open()
+    proxied = settings.model_copy(
+        update={"redis_url": redis_url.replace(host_port, f"127.0.0.1:{proxy.port}")}
+    )
+    async with build(engine, settings=proxied) as register:
+        running = await start(register, service_name=SERVICE_NAME)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield users_pb2_grpc.UsersServiceStub(channel), proxy
+        await running.server.stop(grace=None)
+    await proxy.cut()
+
+
+async def test_redis_down_mid_test_reads_and_writes_still_work(
+    users_via_proxy: tuple[UsersServiceAsyncStub, TcpProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    users, proxy = users_via_proxy
+    ann = await _sign_up(users, "ann")
+    post = await _post(users, ann, "before")
+    assert await _titles(users) == ["before"]
+
+    await proxy.cut()
+    await users.UpdatePost(
+        users_pb2.UpdatePostRequest(actor=ann, id=post.id, author_username="ann", title="during")
+    )
+    during = (await _titles(users), await _title(users, post.id))
+    await proxy.open()
+    after = await _titles(users)
+
+    assert during == (["during"], "during")
+    assert after == ["during"]
+    assert any("serving from the database" in r.getMessage() for r in caplog.records)
