@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate_core.database import migrate, open_engine
@@ -18,6 +19,7 @@ from users.domain import (
     UserNotFoundError,
 )
 from users.server import MIGRATIONS
+from users.storage.posts import listing_statement
 from users.storage.tiers import TierStore
 from users.storage.users import UserStore
 
@@ -191,3 +193,13 @@ async def test_the_same_store_works_on_sqlite(tmp_path: Path) -> None:
 
     assert found == created
     assert found.created_at.tzinfo is not None
+
+
+async def test_the_listing_query_is_served_by_its_index(engine: AsyncEngine) -> None:
+    statement = listing_statement("ann", PageRequest(page=1, size=10))
+    compiled = statement.compile(engine.sync_engine, compile_kwargs={"literal_binds": True})
+    async with engine.connect() as conn:
+        await conn.execute(text("SET enable_seqscan = off"))
+        plan = (await conn.execute(text(f"EXPLAIN {compiled}"))).scalars().all()
+
+    assert any("ix_post_author_newest" in line for line in plan)

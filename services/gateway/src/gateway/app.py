@@ -21,12 +21,13 @@ from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from gateway.caching import CacheHeadersMiddleware
 from gateway.clients import AuthClient, HealthClient, UsersClient
 from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, handle_unexpected
 from gateway.identity import Authenticator
 from gateway.middleware import RequestIdMiddleware
 from gateway.revocations import RevocationList
-from gateway.routes import auth, health, tiers, users
+from gateway.routes import auth, health, posts, tiers, users
 from gateway.routes.docs import docs_router
 from gateway.settings import Settings
 from meshplate.auth.v1 import auth_pb2
@@ -159,6 +160,8 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    app.add_middleware(CacheHeadersMiddleware, max_age_s=settings.client_cache_max_age)
+    # Added last, so outermost: every answer, a 304 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
     app.add_exception_handler(DomainError, handle_domain_error)
@@ -169,6 +172,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(tiers.router)
+    # Last: its /{username}/... paths must not shadow the fixed ones above.
+    app.include_router(posts.router)
     if (docs := docs_router(app, settings.environment)) is not None:
         app.include_router(docs)
     return app

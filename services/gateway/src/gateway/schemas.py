@@ -52,6 +52,37 @@ class TierCreate(_Input):
     name: TierName
 
 
+class PostCreate(_Input):
+    """A new post."""
+
+    title: Annotated[str, StringConstraints(min_length=2, max_length=30)] = Field(
+        examples=["This is my post"]
+    )
+    text: Annotated[str, StringConstraints(min_length=1, max_length=63206)] = Field(
+        examples=["This is the content of my post."]
+    )
+    media_url: HttpUrl | None = None
+
+
+class PostUpdate(_Input):
+    """A post change: any of these fields."""
+
+    title: Annotated[str, StringConstraints(min_length=2, max_length=30)] | None = None
+    text: Annotated[str, StringConstraints(min_length=1, max_length=63206)] | None = None
+    media_url: HttpUrl | None = None
+
+
+class PostRead(BaseModel):
+    """A post."""
+
+    id: int
+    title: str
+    text: str
+    media_url: str | None
+    created_by_user_id: int
+    created_at: datetime
+
+
 class UserRead(BaseModel):
     """A user as clients see it; `email` is present only for its owner or a superuser."""
 

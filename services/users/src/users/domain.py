@@ -19,6 +19,8 @@ from meshplate_core.errors import (
 )
 
 USERNAME_PATTERN = re.compile(r"[a-z0-9]{2,20}")
+# Path segments of the REST API that a username in the same place would shadow.
+RESERVED_USERNAMES = frozenset({"me", "tasks", "tier", "tiers", "user", "users"})
 NAME_LENGTH = (2, 30)
 PASSWORD_LENGTH = (8, 128)
 TIER_NAME_LENGTH = (1, 50)
@@ -250,6 +252,8 @@ def parse_registration(*, name: str, username: str, email: str, password: str) -
     """Validate a sign-up, field by field, in the order of the REST contract."""
     _check_length("name", name, NAME_LENGTH)
     _check_username(username)
+    if username in RESERVED_USERNAMES:
+        raise UsernameTakenError()
     normalized = normalize_email(email)
     _check_length("password", password, PASSWORD_LENGTH)
     return Registration(name=name, username=username, email=normalized, password=password)
@@ -267,6 +271,8 @@ def parse_changes(
         _check_length("name", name, NAME_LENGTH)
     if username is not None:
         _check_username(username)
+        if username in RESERVED_USERNAMES:
+            raise UsernameTakenError()
     return UserChanges(
         name=name,
         username=username,

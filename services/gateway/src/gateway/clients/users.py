@@ -6,9 +6,18 @@ from datetime import UTC
 
 import grpc
 
-from gateway.schemas import TierRead, UserCreate, UserRead, UserUpdate
+from gateway.schemas import (
+    PostCreate,
+    PostRead,
+    PostUpdate,
+    TierRead,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+)
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import call_metadata
+from meshplate_core.tokens import Claims
 
 
 def to_user_read(user: users_pb2.User, *, with_email: bool) -> UserRead:
@@ -26,6 +35,22 @@ def to_user_read(user: users_pb2.User, *, with_email: bool) -> UserRead:
 def to_tier_read(tier: users_pb2.Tier) -> TierRead:
     """The REST view of a tier."""
     return TierRead(id=tier.id, name=tier.name, created_at=tier.created_at.ToDatetime(tzinfo=UTC))
+
+
+def to_post_read(post: users_pb2.Post) -> PostRead:
+    """The REST view of a post."""
+    return PostRead(
+        id=post.id,
+        title=post.title,
+        text=post.text,
+        media_url=post.media_url if post.HasField("media_url") else None,
+        created_by_user_id=post.created_by_user_id,
+        created_at=post.created_at.ToDatetime(tzinfo=UTC),
+    )
+
+
+def _actor(user: Claims) -> users_pb2.Actor:
+    return users_pb2.Actor(user_id=user.user_id, is_superuser=user.is_superuser)
 
 
 class UsersClient:
@@ -135,6 +160,66 @@ class UsersClient:
         """Remove a tier no user is on."""
         await self._stub.DeleteTier(
             users_pb2.DeleteTierRequest(id=tier_id),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+
+    async def create_post(self, user: Claims, author_id: int, body: PostCreate) -> PostRead:
+        """A new post by `author_id`, written by `user` (the service checks they may)."""
+        reply = await self._stub.CreatePost(
+            users_pb2.CreatePostRequest(
+                actor=_actor(user), author_id=author_id, **body.model_dump(exclude_none=True)
+            ),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return to_post_read(reply.post)
+
+    async def get_post(self, post_id: int, author_username: str) -> PostRead:
+        """A live post of this author."""
+        reply = await self._stub.GetPost(
+            users_pb2.GetPostRequest(id=post_id, author_username=author_username),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return to_post_read(reply.post)
+
+    async def list_posts(
+        self, author_username: str, page: int, size: int
+    ) -> tuple[list[PostRead], int]:
+        """One page of an author's posts, newest first, and the total."""
+        reply = await self._stub.ListPosts(
+            users_pb2.ListPostsRequest(
+                author_username=author_username, page=page, items_per_page=size
+            ),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return [to_post_read(p) for p in reply.posts], reply.total_count
+
+    async def update_post(
+        self, user: Claims, post_id: int, author_username: str, body: PostUpdate
+    ) -> None:
+        """Change a post (the service checks `user` may)."""
+        await self._stub.UpdatePost(
+            users_pb2.UpdatePostRequest(
+                actor=_actor(user),
+                id=post_id,
+                author_username=author_username,
+                **body.model_dump(exclude_none=True),
+            ),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+
+    async def delete_post(
+        self, user: Claims, post_id: int, author_username: str, *, hard: bool
+    ) -> None:
+        """Soft-delete (or, for a superuser, remove) a post."""
+        await self._stub.DeletePost(
+            users_pb2.DeletePostRequest(
+                actor=_actor(user), id=post_id, author_username=author_username, hard=hard
+            ),
             timeout=self._timeout_s,
             metadata=call_metadata(),
         )
