@@ -24,6 +24,7 @@ from gateway.app import create_app
 from gateway.settings import Settings as GatewaySettings
 from meshplate_core.database import migrate, open_engine
 from meshplate_core.grpc_server import Register, Running, start
+from ratelimit.settings import Settings as RateLimitSettings
 from users.settings import Settings as UsersSettings
 
 MIGRATIONS: dict[str, Path] = {
@@ -143,7 +144,14 @@ async def stack(
                 users.server.build(engines["users"], settings=users_settings)
             ),
             "ratelimit": await exits.enter_async_context(
-                ratelimit.server.build(engines["ratelimit"])
+                ratelimit.server.build(
+                    engines["ratelimit"],
+                    settings=RateLimitSettings(
+                        database_url=stack_database_urls["ratelimit"],
+                        redis_url=flushed_redis,
+                        _env_file=None,
+                    ),
+                )
             ),
         }
         stack = Stack(

@@ -13,8 +13,6 @@ from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.servers import free_port
 
-from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
-
 SERVICES = {
     "auth": "meshplate.auth.v1.AuthService",
     "users": "meshplate.users.v1.UsersService",
@@ -77,29 +75,6 @@ async def test_service_serves_only_while_its_database_answers_and_stops_on_sigte
 
     assert code == 0, process.output()
     assert any(line["msg"] == "stopped" for line in process.lines)
-
-
-async def test_rpcs_not_built_yet_answer_unimplemented(
-    make_database: Callable[[str], str],
-) -> None:
-    service = "ratelimit"
-    url = await asyncio.to_thread(make_database, f"{service}_unimplemented")
-    port = free_port()
-    process = ServiceProcess(service, env=_env(service, database_url=url, port=port))
-    await process.start()
-    try:
-        await process.wait_for_log(lambda line: "listening" in line["msg"], timeout_s=20)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
-            request = ratelimit_pb2.CheckLimitRequest(
-                subject="ip:1.2.3.4", path="/api/v1/x", hits=1
-            )
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.CheckLimit(request, timeout=2)
-    finally:
-        await process.terminate(timeout_s=15)
-
-    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
 @pytest.mark.parametrize("service", list(SERVICES))

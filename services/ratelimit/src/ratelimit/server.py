@@ -1,17 +1,20 @@
-"""The ratelimit service's composition root: servicer graph, serve or migrate."""
+"""The ratelimit service's composition root: the limiter, the rules, serve or migrate."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.grpc_server import Register
 from meshplate_core.runner import migrate_database, serve_database_service
+from ratelimit.limiter import Limiter
+from ratelimit.rules import Rules
 from ratelimit.service import RateLimitService
 from ratelimit.settings import Settings
 
@@ -19,10 +22,26 @@ SERVICE_NAME = ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimitService"].ful
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-@asynccontextmanager
-async def build(engine: AsyncEngine) -> AsyncIterator[Register]:
+@contextlib.asynccontextmanager
+async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Register]:
     """The servicer graph, ready to be added to a server (tests use this too)."""
-    yield partial(ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server, RateLimitService())
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    limiter = Limiter(
+        engine=engine,
+        redis=redis,
+        default_limit=settings.default_limit,
+        default_period_s=settings.default_period_s,
+        fail_open=settings.fail_open,
+    )
+    servicer = RateLimitService(limiter, Rules(engine, limiter))
+    try:
+        yield partial(ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server, servicer)
+    finally:
+        await redis.aclose()
 
 
 async def serve(settings: Settings) -> None:
@@ -32,7 +51,7 @@ async def serve(settings: Settings) -> None:
         service_name=SERVICE_NAME,
         application_name="ratelimit",
         migrations=MIGRATIONS,
-        build=build,
+        build=partial(build, settings=settings),
     )
 
 

@@ -1,9 +1,111 @@
-"""RateLimitService: translates the gRPC contract to the domain and back, nothing else."""
+"""RateLimitService: translates the gRPC contract to the limiter and rules and back, nothing else."""
 
 from __future__ import annotations
 
-from meshplate.ratelimit.v1 import ratelimit_pb2_grpc
+from typing import Any
+
+import grpc
+
+from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from meshplate_core.errors import InvalidArgumentError
+from ratelimit.domain import Algorithm, Rule
+from ratelimit.limiter import Limiter
+from ratelimit.rules import Rules
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+_ALGORITHMS = {
+    ratelimit_pb2.ALGORITHM_UNSPECIFIED: Algorithm.SLIDING_WINDOW,
+    ratelimit_pb2.ALGORITHM_SLIDING_WINDOW: Algorithm.SLIDING_WINDOW,
+    ratelimit_pb2.ALGORITHM_FIXED_WINDOW: Algorithm.FIXED_WINDOW,
+}
+_TO_PROTO = {
+    Algorithm.SLIDING_WINDOW: ratelimit_pb2.ALGORITHM_SLIDING_WINDOW,
+    Algorithm.FIXED_WINDOW: ratelimit_pb2.ALGORITHM_FIXED_WINDOW,
+}
+
+
+def _algorithm(value: int) -> Algorithm:
+    if value not in _ALGORITHMS:
+        raise InvalidArgumentError("unknown algorithm", field="algorithm")
+    return _ALGORITHMS[value]  # type: ignore[index]
+
+
+def rule_to_proto(rule: Rule) -> ratelimit_pb2.Rule:
+    """The contract's view of a rule."""
+    return ratelimit_pb2.Rule(
+        id=rule.id,
+        tier_id=rule.tier_id,
+        name=rule.name,
+        path=rule.path,
+        limit=rule.limit,
+        period_s=rule.period_s,
+        algorithm=_TO_PROTO[rule.algorithm],
+    )
 
 
 class RateLimitService(ratelimit_pb2_grpc.RateLimitServiceServicer):
-    """The ratelimit service. Its RPCs are not built yet and answer UNIMPLEMENTED (see the issues)."""
+    """The ratelimit service."""
+
+    def __init__(self, limiter: Limiter, rules: Rules) -> None:
+        self._limiter = limiter
+        self._rules = rules
+
+    async def CheckLimit(
+        self, request: ratelimit_pb2.CheckLimitRequest, context: Context
+    ) -> ratelimit_pb2.CheckLimitResponse:
+        if not request.subject or request.hits < 0:
+            raise InvalidArgumentError("a subject and hits >= 0 are required", field="subject")
+        tier_id = request.tier_id if request.HasField("tier_id") else None
+        decision = await self._limiter.check(request.subject, tier_id, request.path, request.hits)
+        return ratelimit_pb2.CheckLimitResponse(
+            allowed=decision.allowed,
+            limit=decision.limit,
+            remaining=decision.remaining,
+            reset_s=decision.reset_s,
+            retry_after_s=decision.retry_after_s,
+        )
+
+    async def CreateRule(
+        self, request: ratelimit_pb2.CreateRuleRequest, context: Context
+    ) -> ratelimit_pb2.CreateRuleResponse:
+        rule = await self._rules.create(
+            tier_id=request.tier_id,
+            path=request.path,
+            limit=request.limit,
+            period_s=request.period_s,
+            name=request.name,
+            algorithm=_algorithm(request.algorithm),
+        )
+        return ratelimit_pb2.CreateRuleResponse(rule=rule_to_proto(rule))
+
+    async def GetRule(
+        self, request: ratelimit_pb2.GetRuleRequest, context: Context
+    ) -> ratelimit_pb2.GetRuleResponse:
+        rule = await self._rules.get(request.tier_id, request.id)
+        return ratelimit_pb2.GetRuleResponse(rule=rule_to_proto(rule))
+
+    async def ListRules(
+        self, request: ratelimit_pb2.ListRulesRequest, context: Context
+    ) -> ratelimit_pb2.ListRulesResponse:
+        rules, total = await self._rules.page(request.tier_id, request.page, request.items_per_page)
+        return ratelimit_pb2.ListRulesResponse(rules=map(rule_to_proto, rules), total_count=total)
+
+    async def UpdateRule(
+        self, request: ratelimit_pb2.UpdateRuleRequest, context: Context
+    ) -> ratelimit_pb2.UpdateRuleResponse:
+        changes: dict[str, Any] = {
+            field: getattr(request, field)
+            for field in ("path", "limit", "period_s", "name")
+            if request.HasField(field)
+        }
+        if request.HasField("algorithm"):
+            changes["algorithm"] = _algorithm(request.algorithm)
+        rule = await self._rules.change(request.tier_id, request.id, changes)
+        return ratelimit_pb2.UpdateRuleResponse(rule=rule_to_proto(rule))
+
+    async def DeleteRule(
+        self, request: ratelimit_pb2.DeleteRuleRequest, context: Context
+    ) -> ratelimit_pb2.DeleteRuleResponse:
+        await self._rules.delete(request.tier_id, request.id)
+        return ratelimit_pb2.DeleteRuleResponse()

@@ -1,17 +1,27 @@
-"""Settings of the ratelimit service (`RATELIMIT_*`)."""
+"""Settings of the ratelimit service (`RATELIMIT_*`, plus the shared names of the REST contract)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from meshplate_core.settings import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
-    """Rules and counters: the database that keeps the rules."""
+    """Rules (database), counters (Redis), the global default and the failure policy."""
 
     model_config = SettingsConfigDict(env_prefix="RATELIMIT_")
 
     grpc_port: int = Field(default=50053, ge=0, le=65535)
     database_url: str = "sqlite:///var/ratelimit.db"
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("RATELIMIT_REDIS_URL", "REDIS_URL"),
+    )
+    default_limit: int = Field(default=10, ge=1, validation_alias="DEFAULT_RATE_LIMIT_LIMIT")
+    default_period_s: int = Field(default=3600, ge=1, validation_alias="DEFAULT_RATE_LIMIT_PERIOD")
+    # With Redis unreachable: admit (true, logged and counted) or refuse with 503 (false).
+    fail_open: bool = True
+    # Deadline of one Redis call on the decision path.
+    redis_timeout_s: float = Field(default=0.5, gt=0)

@@ -1,0 +1,158 @@
+"""The limiter: resolves the governing rule from the cached rule book and counts in Redis.
+
+Rules are cached in the process and reloaded when the counting script says their version moved.
+Subjects already over their limit are answered from memory until their retry time, so attack
+traffic costs no Redis work. When Redis cannot be reached the limiter fails open (admits, logged
+and counted) or closed (UnavailableError, HTTP 503), as configured; never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshplate_core.errors import UnavailableError
+from ratelimit.counters import VERSION_KEY, Counters, StaleRulesError
+from ratelimit.domain import DEFAULT_PATH, Algorithm, Decision, Limit, Rule, RuleBook, path_key
+from ratelimit.storage.rules import RuleStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LimiterStats:
+    """What the limiter did (exported as metrics later)."""
+
+    allowed: int = 0
+    denied: int = 0
+    denied_locally: int = 0
+    redis_failures: int = 0
+
+
+@dataclass
+class Limiter:
+    """Decides whether a subject may make a request."""
+
+    engine: AsyncEngine
+    redis: Redis
+    default_limit: int
+    default_period_s: int
+    fail_open: bool
+    stats: LimiterStats = field(default_factory=LimiterStats)
+    _books: dict[int, RuleBook] = field(default_factory=dict)
+    _version: str | None = None
+    _blocked: dict[str, tuple[float, Decision]] = field(default_factory=dict)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self._counters = Counters(self.redis)
+
+    async def reload(self) -> None:
+        """Load every rule, and the version they are current for (read first, so a change that
+        lands meanwhile makes the next check reload again rather than be missed)."""
+        async with self._reload_lock:
+            version = await self.redis.get(VERSION_KEY)
+            async with self.engine.connect() as conn:
+                rules = await RuleStore().all(conn)
+            books: dict[int, list[Rule]] = {}
+            for rule in rules:
+                books.setdefault(rule.tier_id, []).append(rule)
+            self._books = {tier: RuleBook(tier_rules) for tier, tier_rules in books.items()}
+            self._version = version.decode() if isinstance(version, bytes) else (version or "0")
+            self._blocked.clear()
+
+    def resolve(self, tier_id: int | None, path: str) -> Limit:
+        """The limit governing `path` for a tier: its rule, else the global default."""
+        key = path_key(path)
+        book = self._books.get(tier_id) if tier_id is not None else None
+        rule = book.find(key) if book is not None else None
+        if rule is None:
+            return Limit(
+                None, key, self.default_limit, self.default_period_s, Algorithm.SLIDING_WINDOW
+            )
+        # A path rule counts every path it covers together; a default counts each path apart.
+        scope = key if rule.key == DEFAULT_PATH else f"rule{rule.id}"
+        return Limit(rule.id, scope, rule.limit, rule.period_s, rule.algorithm)
+
+    async def check(self, subject: str, tier_id: int | None, path: str, hits: int) -> Decision:
+        """Count `hits` requests of `subject` on `path` and decide."""
+        limit = self.resolve(tier_id, path)
+        counter_key = f"ratelimit:{{{subject}}}:{limit.key}"
+        blocked = self._blocked.get(counter_key)
+        if blocked is not None and hits > 0:
+            until, decision = blocked
+            now = time.monotonic()
+            if now < until:
+                self.stats.denied_locally += 1
+                return _later(decision, until - now)
+            del self._blocked[counter_key]
+        try:
+            decision = await self._count(subject, tier_id, path, hits)
+        except (RedisError, OSError) as exc:
+            return self._without_redis(limit, exc)
+        if decision.allowed:
+            self.stats.allowed += 1
+        else:
+            self.stats.denied += 1
+            self._blocked[counter_key] = (time.monotonic() + decision.retry_after_s, decision)
+        return decision
+
+    async def _count(self, subject: str, tier_id: int | None, path: str, hits: int) -> Decision:
+        for _attempt in range(3):
+            if self._version is None:
+                await self.reload()
+            limit = self.resolve(tier_id, path)
+            try:
+                count = await self._counters.count(
+                    f"ratelimit:{{{subject}}}:{limit.key}",
+                    limit,
+                    hits=hits,
+                    rules_version=self._version or "0",
+                )
+            except StaleRulesError:
+                self._version = None
+                continue
+            return Decision(
+                allowed=count.allowed,
+                limit=limit.limit,
+                remaining=max(0, limit.limit - count.used),
+                reset_s=math.ceil(count.reset_ms / 1000),
+                retry_after_s=math.ceil(count.retry_after_ms / 1000),
+            )
+        raise RedisError("rules kept changing while counting")
+
+    def _without_redis(self, limit: Limit, exc: BaseException) -> Decision:
+        self.stats.redis_failures += 1
+        log.warning(
+            "rate-limit store unreachable (%s); failing %s",
+            exc.__class__.__name__,
+            "open" if self.fail_open else "closed",
+        )
+        if not self.fail_open:
+            raise UnavailableError("Rate limiter unavailable")
+        return Decision(
+            allowed=True, limit=limit.limit, remaining=limit.limit, reset_s=0, retry_after_s=0
+        )
+
+    async def rules_changed(self) -> None:
+        """Tell every replica (through the version) that the rules changed; reload here."""
+        await self.redis.incr(VERSION_KEY)
+        await self.reload()
+
+
+def _later(decision: Decision, remaining_s: float) -> Decision:
+    wait = max(1, math.ceil(remaining_s))
+    return Decision(
+        allowed=False,
+        limit=decision.limit,
+        remaining=0,
+        reset_s=max(wait, decision.reset_s),
+        retry_after_s=wait,
+    )

@@ -1,0 +1,94 @@
+"""ratelimit under test: a migrated database, real Redis, the real gRPC server on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshplate.ratelimit.v1 import ratelimit_pb2_grpc
+from meshplate_core.database import migrate, open_engine
+from meshplate_core.grpc_server import start
+from ratelimit.server import MIGRATIONS, SERVICE_NAME, build
+from ratelimit.settings import Settings
+
+if TYPE_CHECKING:
+    from meshplate.ratelimit.v1.ratelimit_pb2_grpc import RateLimitServiceAsyncStub
+
+
+@pytest.fixture(scope="session")
+def ratelimit_database_url(make_database: Callable[[str], str]) -> str:
+    """A fresh, migrated database for this session's ratelimit tests."""
+    url = make_database("ratelimit")
+
+    async def migrate_once() -> None:
+        engine = open_engine(url, pool_size=1, application_name="ratelimit-tests")
+        try:
+            await migrate(engine, MIGRATIONS)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(migrate_once())
+    return url
+
+
+@pytest.fixture
+def settings(ratelimit_database_url: str, flushed_redis: str) -> Settings:
+    """Settings on the test database and an empty Redis; default 10 per hour."""
+    return Settings(database_url=ratelimit_database_url, redis_url=flushed_redis, _env_file=None)
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on an emptied database."""
+    engine = open_engine(settings.database_url, pool_size=5, application_name="ratelimit-tests")
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE rule RESTART IDENTITY"))
+    yield engine
+    await engine.dispose()
+
+
+StubFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def start_ratelimit(
+    engine: AsyncEngine, settings: Settings
+) -> AsyncIterator[Callable[..., Any]]:
+    """Starts ratelimit servers (settings overridable); returns their stubs."""
+    exits = contextlib.AsyncExitStack()
+
+    async def make(**overrides: Any) -> RateLimitServiceAsyncStub:
+        register = await exits.enter_async_context(
+            build(engine, settings=settings.model_copy(update=overrides))
+        )
+        running = await start(register, service_name=SERVICE_NAME)
+        exits.push_async_callback(running.server.stop, None)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+        exits.push_async_callback(channel.close)
+        return ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+
+    async with exits:
+        yield make
+
+
+@pytest.fixture
+async def ratelimit(start_ratelimit: Callable[..., Any]) -> RateLimitServiceAsyncStub:
+    """One ratelimit server with the default settings."""
+    stub: RateLimitServiceAsyncStub = await start_ratelimit()
+    return stub
+
+
+@pytest.fixture
+async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
+    """A client of the test Redis."""
+    client = Redis.from_url(settings.redis_url)
+    yield client
+    await client.aclose()

@@ -1,0 +1,282 @@
+"""Decisions through the real gRPC contract, counted in real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from meshplate.ratelimit.v1 import ratelimit_pb2
+from ratelimit.limiter import Limiter
+
+if TYPE_CHECKING:
+    from meshplate.ratelimit.v1.ratelimit_pb2_grpc import RateLimitServiceAsyncStub
+
+SLIDING = ratelimit_pb2.ALGORITHM_SLIDING_WINDOW
+FIXED = ratelimit_pb2.ALGORITHM_FIXED_WINDOW
+
+
+async def _rule(
+    stub: RateLimitServiceAsyncStub,
+    path: str,
+    limit: int,
+    period_s: int = 60,
+    *,
+    tier_id: int = 1,
+    algorithm: ratelimit_pb2.Algorithm.ValueType = SLIDING,
+) -> ratelimit_pb2.Rule:
+    request = ratelimit_pb2.CreateRuleRequest(
+        tier_id=tier_id, path=path, limit=limit, period_s=period_s, algorithm=algorithm
+    )
+    return (await stub.CreateRule(request)).rule
+
+
+async def _check(
+    stub: RateLimitServiceAsyncStub,
+    path: str = "/api/v1/x",
+    *,
+    subject: str = "user:1",
+    tier_id: int | None = 1,
+) -> ratelimit_pb2.CheckLimitResponse:
+    request = ratelimit_pb2.CheckLimitRequest(subject=subject, path=path, hits=1)
+    if tier_id is not None:
+        request.tier_id = tier_id
+    return await stub.CheckLimit(request)
+
+
+async def test_200_concurrent_requests_against_50_admit_exactly_50(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "/api/v1/x", 50)
+
+    answers = await asyncio.gather(*(_check(ratelimit) for _ in range(200)))
+
+    assert sum(a.allowed for a in answers) == 50
+    denied = [a for a in answers if not a.allowed]
+    assert all(a.retry_after_s >= 1 and a.remaining == 0 for a in denied)
+
+
+async def test_two_ratelimit_processes_share_one_budget(
+    start_ratelimit: Callable[..., Any],
+) -> None:
+    first, second = await start_ratelimit(), await start_ratelimit()
+    await _rule(first, "/api/v1/x", 30)
+
+    answers = await asyncio.gather(*(_check(s) for s in [first, second] * 40))
+
+    assert sum(a.allowed for a in answers) == 30
+
+
+async def test_headers_count_down(ratelimit: RateLimitServiceAsyncStub) -> None:
+    await _rule(ratelimit, "/api/v1/x", 3, 60)
+
+    answers = [await _check(ratelimit) for _ in range(4)]
+
+    assert [a.remaining for a in answers] == [2, 1, 0, 0]
+    assert [a.allowed for a in answers] == [True, True, True, False]
+    assert all(a.limit == 3 for a in answers)
+    assert 0 < answers[0].reset_s <= 60
+    assert 0 < answers[3].retry_after_s <= 60
+
+
+async def test_sliding_window_allows_no_burst_at_a_window_edge(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "/api/v1/x", 5, 2)
+
+    first = [await _check(ratelimit) for _ in range(5)]
+    await asyncio.sleep(1.2)
+    edge = [await _check(ratelimit) for _ in range(5)]
+    await asyncio.sleep(1.0)
+    later = [await _check(ratelimit) for _ in range(5)]
+
+    assert all(a.allowed for a in first)
+    assert not any(a.allowed for a in edge)
+    assert all(a.allowed for a in later)
+
+
+async def test_fixed_window_resets_at_the_next_multiple_of_the_period(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "/api/v1/x", 2, 3600, algorithm=FIXED)
+
+    answers = [await _check(ratelimit) for _ in range(3)]
+    expected_reset = 3600 - int(time.time()) % 3600
+
+    assert [a.allowed for a in answers] == [True, True, False]
+    assert abs(answers[0].reset_s - expected_reset) <= 2
+    assert abs(answers[2].retry_after_s - expected_reset) <= 2
+
+
+async def test_resolution_order_and_the_global_default(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "*", 7)
+    await _rule(ratelimit, "/api/v1/{username}/posts", 5)
+    await _rule(ratelimit, "/api/v1/ann/posts", 3)
+
+    limits = {
+        path: (await _check(ratelimit, path, subject=f"user:{path}")).limit
+        for path in ("/api/v1/ann/posts", "/api/v1/bob/posts", "/api/v1/users")
+    }
+    anonymous = await _check(ratelimit, "/api/v1/users", subject="ip:10.0.0.1", tier_id=None)
+    other_tier = await _check(ratelimit, "/api/v1/ann/posts", subject="user:9", tier_id=2)
+
+    assert limits == {"/api/v1/ann/posts": 3, "/api/v1/bob/posts": 5, "/api/v1/users": 7}
+    assert (anonymous.limit, other_tier.limit) == (10, 10)
+
+
+async def test_a_template_rule_counts_its_paths_together(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "/api/v1/{username}/posts", 2)
+
+    answers = [await _check(ratelimit, f"/api/v1/{name}/posts") for name in ("a", "b", "c")]
+
+    assert [a.allowed for a in answers] == [True, True, False]
+
+
+async def test_a_rule_change_governs_the_very_next_request_on_every_replica(
+    start_ratelimit: Callable[..., Any],
+) -> None:
+    first, second = await start_ratelimit(), await start_ratelimit()
+    rule = await _rule(first, "/api/v1/x", 100)
+    assert (await _check(second)).limit == 100
+
+    await first.UpdateRule(ratelimit_pb2.UpdateRuleRequest(tier_id=1, id=rule.id, limit=1))
+    after_change = await _check(second)
+    await first.DeleteRule(ratelimit_pb2.DeleteRuleRequest(tier_id=1, id=rule.id))
+    after_delete = await _check(second, subject="user:2")
+
+    assert (after_change.limit, after_change.allowed) == (1, False)
+    assert after_delete.limit == 10
+
+
+def counting_redis(calls: list[str]) -> type[Redis]:
+    """A Redis client class that records every command it sends (one per round trip)."""
+
+    class CountingRedis(Redis):
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            calls.append(str(args[0]))
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+    return CountingRedis
+
+
+async def test_the_decision_costs_one_redis_round_trip(
+    ratelimit: RateLimitServiceAsyncStub, engine: AsyncEngine, settings: Any
+) -> None:
+    calls: list[str] = []
+    redis_class = counting_redis(calls)
+    redis = redis_class.from_url(settings.redis_url)
+    limiter = Limiter(
+        engine=engine, redis=redis, default_limit=10, default_period_s=60, fail_open=True
+    )
+    await limiter.check("user:1", 1, "/api/v1/x", 1)
+    calls.clear()
+
+    await limiter.check("user:1", 1, "/api/v1/x", 1)
+    await redis.aclose()
+
+    assert calls == ["EVALSHA"]
+
+
+async def test_subjects_over_their_limit_cost_no_redis_work(
+    engine: AsyncEngine, settings: Any
+) -> None:
+    calls: list[str] = []
+    redis_class = counting_redis(calls)
+    redis = redis_class.from_url(settings.redis_url)
+    limiter = Limiter(
+        engine=engine, redis=redis, default_limit=2, default_period_s=60, fail_open=True
+    )
+    for _ in range(3):
+        await limiter.check("ip:1.2.3.4", None, "/api/v1/x", 1)
+    calls.clear()
+
+    answers = [await limiter.check("ip:1.2.3.4", None, "/api/v1/x", 1) for _ in range(100)]
+    await redis.aclose()
+
+    assert not any(a.allowed for a in answers)
+    assert calls == []
+    assert limiter.stats.denied_locally == 100
+
+
+async def test_every_counter_has_a_ttl(
+    ratelimit: RateLimitServiceAsyncStub, redis_client: Redis
+) -> None:
+    await _rule(ratelimit, "/api/v1/fixed", 5, 60, algorithm=FIXED)
+    await _check(ratelimit, "/api/v1/fixed")
+    await _check(ratelimit, "/api/v1/sliding")
+
+    keys = [k for k in await redis_client.keys("ratelimit:{*") if b"rules" not in k]
+
+    ttls = [await redis_client.pttl(k) for k in keys]
+
+    assert len(keys) == 2
+    assert all(0 < ttl <= 3_600_000 for ttl in ttls)
+
+
+@pytest.mark.parametrize(("fail_open", "expected"), [(True, "allowed"), (False, "unavailable")])
+async def test_redis_unreachable_fails_open_or_closed(
+    start_ratelimit: Callable[..., Any], fail_open: bool, expected: str
+) -> None:
+    stub = await start_ratelimit(redis_url="redis://127.0.0.1:1/0", fail_open=fail_open)
+
+    try:
+        answer = await _check(stub)
+        outcome = "allowed" if answer.allowed else "denied"
+    except grpc.aio.AioRpcError as err:
+        outcome = err.code().name.lower()
+
+    assert outcome == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "limit", "period_s", "field"),
+    [("/api/v1/x y", 1, 1, "path"), ("/api/v1/x", 0, 1, "limit"), ("/api/v1/x", 1, 0, "period")],
+)
+async def test_bad_rules_name_the_field(
+    ratelimit: RateLimitServiceAsyncStub, path: str, limit: int, period_s: int, field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _rule(ratelimit, path, limit, period_s)
+
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert ("field", field) in tuple(err.value.trailing_metadata() or ())
+
+
+async def test_one_rule_per_tier_and_path_and_per_name(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "/api/v1/x", 1)
+
+    with pytest.raises(grpc.aio.AioRpcError) as same_path:
+        await _rule(ratelimit, "api_v1_x", 2)
+    other_tier = await _rule(ratelimit, "/api/v1/x", 2, tier_id=2)
+
+    assert same_path.value.code() is grpc.StatusCode.ALREADY_EXISTS
+    assert other_tier.path == "/api/v1/x"
+
+
+async def test_rules_are_listed_read_and_missing_ones_are_not_found(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    created = [await _rule(ratelimit, f"/api/v1/p{i}", i + 1) for i in range(3)]
+
+    page = await ratelimit.ListRules(
+        ratelimit_pb2.ListRulesRequest(tier_id=1, page=1, items_per_page=2)
+    )
+    one = await ratelimit.GetRule(ratelimit_pb2.GetRuleRequest(tier_id=1, id=created[0].id))
+    with pytest.raises(grpc.aio.AioRpcError) as other_tier:
+        await ratelimit.GetRule(ratelimit_pb2.GetRuleRequest(tier_id=2, id=created[0].id))
+
+    assert ([r.id for r in page.rules], page.total_count) == ([c.id for c in created[:2]], 3)
+    assert one.rule == created[0]
+    assert other_tier.value.code() is grpc.StatusCode.NOT_FOUND
