@@ -15,6 +15,7 @@ import uvicorn
 from meshplate_testing.servers import free_port
 from pydantic import SecretStr
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import auth.server
 import ratelimit.server
@@ -70,6 +71,8 @@ class Stack:
     ports: dict[str, int]
     gateway_settings: GatewaySettings
     signing_key_file: Path
+    engines: dict[str, AsyncEngine]
+    ratelimit_settings: RateLimitSettings
     base_url: str = ""
     running: dict[str, Running] = field(default_factory=dict)
 
@@ -83,6 +86,18 @@ class Stack:
         """Stop one service, as a crash or a deploy would."""
         await self.running.pop(name).server.stop(grace=None)
 
+    @contextlib.asynccontextmanager
+    async def another_ratelimit(self) -> AsyncIterator[int]:
+        """A second ratelimit process (its own limiter and rule cache) on the same stores."""
+        async with ratelimit.server.build(
+            self.engines["ratelimit"], settings=self.ratelimit_settings
+        ) as register:
+            running = await start(register, service_name=SERVICE_NAMES["ratelimit"])
+            try:
+                yield running.port
+            finally:
+                await running.server.stop(grace=None)
+
     def client(self, base_url: str | None = None) -> httpx.AsyncClient:
         """An HTTP client of the gateway (or of another one)."""
         return httpx.AsyncClient(base_url=base_url or self.base_url, timeout=10)
@@ -92,7 +107,9 @@ class Stack:
 async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
     """A gateway on a free port, served by uvicorn; its base URL."""
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_config=None)
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=0, log_config=None, proxy_headers=False
+        )
     )
     serving = asyncio.create_task(server.serve())
     async with asyncio.timeout(15):
@@ -127,6 +144,13 @@ async def stack(
         admin_password=SecretStr(ADMIN[1]),
         _env_file=None,
     )
+    ratelimit_settings = RateLimitSettings(
+        database_url=stack_database_urls["ratelimit"],
+        redis_url=flushed_redis,
+        # Out of the way of the other tests; rate-limit tests set their rules.
+        default_limit=10_000,
+        _env_file=None,
+    )
     auth_settings = AuthSettings(
         database_url=stack_database_urls["auth"],
         redis_url=flushed_redis,
@@ -144,20 +168,15 @@ async def stack(
                 users.server.build(engines["users"], settings=users_settings)
             ),
             "ratelimit": await exits.enter_async_context(
-                ratelimit.server.build(
-                    engines["ratelimit"],
-                    settings=RateLimitSettings(
-                        database_url=stack_database_urls["ratelimit"],
-                        redis_url=flushed_redis,
-                        _env_file=None,
-                    ),
-                )
+                ratelimit.server.build(engines["ratelimit"], settings=ratelimit_settings)
             ),
         }
         stack = Stack(
             registers=registers,
             ports=ports,
             signing_key_file=auth_settings.generated_key_file,
+            engines=engines,
+            ratelimit_settings=ratelimit_settings,
             gateway_settings=GatewaySettings(
                 auth_addr=f"127.0.0.1:{ports['auth']}",
                 users_addr=f"127.0.0.1:{ports['users']}",

@@ -30,5 +30,8 @@ def serve_http(app: Any, *, host: str, port: int, grace_s: float, http: str = "h
         http=http,
         log_config=None,
         timeout_graceful_shutdown=math.ceil(grace_s),
+        # uvicorn would otherwise believe X-Forwarded-For from any local peer; the gateway decides
+        # which proxies it trusts (GATEWAY_TRUSTED_PROXIES).
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()

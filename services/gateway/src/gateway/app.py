@@ -22,12 +22,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from gateway.caching import CacheHeadersMiddleware
-from gateway.clients import AuthClient, HealthClient, UsersClient
+from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
 from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, handle_unexpected
 from gateway.identity import Authenticator
+from gateway.limiting import RateLimitMiddleware
 from gateway.middleware import RequestIdMiddleware
 from gateway.revocations import RevocationList
-from gateway.routes import auth, health, posts, tiers, users
+from gateway.routes import auth, health, posts, rate_limits, tiers, users
 from gateway.routes.docs import docs_router
 from gateway.settings import Settings
 from meshplate.auth.v1 import auth_pb2
@@ -54,6 +55,7 @@ class State(TypedDict):
     settings: Settings
     auth: AuthClient
     users: UsersClient
+    ratelimit: RateLimitClient
     health: HealthClient
     redis: Redis
     authenticator: Authenticator
@@ -132,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
                 auth=auth_client,
                 authenticator=authenticator,
                 users=UsersClient(channels["users"], timeout_s=settings.rpc_timeout_s),
+                ratelimit=RateLimitClient(channels["ratelimit"], timeout_s=settings.rpc_timeout_s),
                 health=HealthClient(
                     {name: (channels[name], PEERS[name].full_name) for name in PEERS},
                     timeout_s=settings.health_timeout_s,
@@ -161,6 +164,11 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
     )
     app.add_middleware(CacheHeadersMiddleware, max_age_s=settings.client_cache_max_age)
+    app.add_middleware(
+        RateLimitMiddleware,
+        trusted_proxies=settings.trusted_proxies,
+        fail_open=settings.ratelimit_fail_open,
+    )
     # Added last, so outermost: every answer, a 304 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
@@ -172,6 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(tiers.router)
+    app.include_router(rate_limits.router)
     # Last: its /{username}/... paths must not shadow the fixed ones above.
     app.include_router(posts.router)
     if (docs := docs_router(app, settings.environment)) is not None:

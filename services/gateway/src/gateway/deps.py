@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 
-from gateway.clients import AuthClient, HealthClient, UsersClient
+from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
 from gateway.identity import Authenticator
 from gateway.settings import Settings
 from meshplate_core.errors import PermissionDeniedError
@@ -33,6 +33,11 @@ def _auth(request: Request) -> AuthClient:
     return client
 
 
+def _ratelimit(request: Request) -> RateLimitClient:
+    client: RateLimitClient = request.state.ratelimit
+    return client
+
+
 def _health(request: Request) -> HealthClient:
     client: HealthClient = request.state.health
     return client
@@ -51,6 +56,12 @@ async def _optional_user(
         if "authorization" in request.headers:
             raise InvalidTokenError("Not authenticated")
         return None
+    # The rate limiter authenticated this very header already: reuse its verdict.
+    if (claims := getattr(request.state, "principal", None)) is not None:
+        verified: Claims = claims
+        return verified
+    if (error := getattr(request.state, "principal_error", None)) is not None:
+        raise error
     authenticator: Authenticator = request.state.authenticator
     return await authenticator.authenticate(token)
 
@@ -82,6 +93,7 @@ AppSettings = Annotated[Settings, Depends(_settings)]
 Users = Annotated[UsersClient, Depends(_users)]
 Auth = Annotated[AuthClient, Depends(_auth)]
 Health = Annotated[HealthClient, Depends(_health)]
+Limits = Annotated[RateLimitClient, Depends(_ratelimit)]
 RedisClient = Annotated[Redis, Depends(_redis)]
 OptionalUser = Annotated[Claims | None, Depends(_optional_user)]
 CurrentUser = Annotated[Claims, Depends(_current_user)]

@@ -82,7 +82,10 @@ def domain_error_response(exc: DomainError) -> JSONResponse:
     """The HTTP answer for a domain error raised in the gateway itself (a bad token, say)."""
     code = status_for(exc)
     detail = str(exc) if code in _SAFE_DETAILS else _FIXED_DETAILS.get(code, str(exc))
-    return _answer(code, detail, field=trailers_dict(exc).get("field"), retry_after=None)
+    extras = trailers_dict(exc)
+    return _answer(
+        code, detail, field=extras.get("field"), retry_after=extras.get("retry-after")
+    )
 
 
 def _answer(

@@ -83,6 +83,38 @@ class PostRead(BaseModel):
     created_at: datetime
 
 
+class RateLimitCreate(_Input):
+    """A rule: `limit` requests per `period` seconds on `path` (a template, or `*` for the tier's
+    default), for the tier in the path."""
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
+        examples=["/api/v1/tasks/task"]
+    )
+    limit: int = Field(ge=1, examples=[5])
+    period: int = Field(ge=1, examples=[86400])
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+
+class RateLimitUpdate(_Input):
+    """A rule change: any of the create fields."""
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    limit: int | None = Field(default=None, ge=1)
+    period: int | None = Field(default=None, ge=1)
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+
+
+class RateLimitRead(BaseModel):
+    """A rule."""
+
+    id: int
+    tier_id: int
+    name: str
+    path: str
+    limit: int
+    period: int
+
+
 class UserRead(BaseModel):
     """A user as clients see it; `email` is present only for its owner or a superuser."""
 
@@ -99,6 +131,12 @@ class UserTierRead(UserRead):
 
     tier_name: str | None
     tier_created_at: datetime | None
+
+
+class UserRateLimitsRead(UserRead):
+    """A user with the rules of their tier."""
+
+    tier_rate_limits: list[RateLimitRead]
 
 
 class TierRead(BaseModel):

@@ -26,6 +26,10 @@ class Settings(ServiceSettings):
     rpc_timeout_s: float = Field(default=5.0, gt=0)
     # Deadline of each dependency check of /health/ready.
     health_timeout_s: float = Field(default=1.0, gt=0)
+    # Peers whose X-Forwarded-For is believed (addresses or CIDR blocks, comma-separated JSON list).
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # With the ratelimit service unreachable: admit (true, logged) or answer 503 (false).
+    ratelimit_fail_open: bool = True
     # max-age of anonymous reads of public resources.
     client_cache_max_age: int = Field(default=60, ge=0, validation_alias="CLIENT_CACHE_MAX_AGE")
     # Must match auth's AUTH_ISSUER / AUTH_AUDIENCE.

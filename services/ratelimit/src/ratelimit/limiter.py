@@ -20,10 +20,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate_core.errors import UnavailableError
 from ratelimit.counters import VERSION_KEY, Counters, StaleRulesError
-from ratelimit.domain import DEFAULT_PATH, Algorithm, Decision, Limit, Rule, RuleBook, path_key
+from ratelimit.domain import (
+    DEFAULT_PATH,
+    LOGIN_FAILURES_PATH,
+    Algorithm,
+    Decision,
+    Limit,
+    Rule,
+    RuleBook,
+    path_key,
+)
 from ratelimit.storage.rules import RuleStore
 
 log = logging.getLogger(__name__)
+
+_LOGIN_FAILURES = path_key(LOGIN_FAILURES_PATH)
 
 
 @dataclass
@@ -45,6 +56,8 @@ class Limiter:
     default_limit: int
     default_period_s: int
     fail_open: bool
+    login_failure_limit: int = 5
+    login_failure_period_s: int = 900
     stats: LimiterStats = field(default_factory=LimiterStats)
     _books: dict[int, RuleBook] = field(default_factory=dict)
     _version: str | None = None
@@ -71,6 +84,14 @@ class Limiter:
     def resolve(self, tier_id: int | None, path: str) -> Limit:
         """The limit governing `path` for a tier: its rule, else the global default."""
         key = path_key(path)
+        if key == _LOGIN_FAILURES:
+            return Limit(
+                None,
+                key,
+                self.login_failure_limit,
+                self.login_failure_period_s,
+                Algorithm.SLIDING_WINDOW,
+            )
         book = self._books.get(tier_id) if tier_id is not None else None
         rule = book.find(key) if book is not None else None
         if rule is None:

@@ -36,6 +36,8 @@ async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Reg
         default_limit=settings.default_limit,
         default_period_s=settings.default_period_s,
         fail_open=settings.fail_open,
+        login_failure_limit=settings.login_failure_limit,
+        login_failure_period_s=settings.login_failure_period_s,
     )
     servicer = RateLimitService(limiter, Rules(engine, limiter))
     try:

@@ -21,6 +21,9 @@ class Settings(GrpcServiceSettings):
     )
     default_limit: int = Field(default=10, ge=1, validation_alias="DEFAULT_RATE_LIMIT_LIMIT")
     default_period_s: int = Field(default=3600, ge=1, validation_alias="DEFAULT_RATE_LIMIT_PERIOD")
+    # Failed logins per (client IP, username) before further attempts get 429.
+    login_failure_limit: int = Field(default=5, ge=1)
+    login_failure_period_s: int = Field(default=900, ge=1)
     # With Redis unreachable: admit (true, logged and counted) or refuse with 503 (false).
     fail_open: bool = True
     # Deadline of one Redis call on the decision path.

@@ -3,6 +3,7 @@ and converts replies to the REST schemas, so routes never touch protobuf."""
 
 from gateway.clients.auth import AuthClient
 from gateway.clients.health import HealthClient
+from gateway.clients.ratelimit import RateLimitClient
 from gateway.clients.users import UsersClient
 
-__all__ = ["AuthClient", "HealthClient", "UsersClient"]
+__all__ = ["AuthClient", "HealthClient", "RateLimitClient", "UsersClient"]

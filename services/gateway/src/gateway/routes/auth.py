@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import grpc
 from fastapi import APIRouter, Cookie, Form, Request, Response
 
-from gateway.deps import AppSettings, Auth, CurrentUser
+from gateway.deps import AppSettings, Auth, CurrentUser, Limits
 from gateway.errors import NO_STORE
 from gateway.schemas import Message, Password, Token
 from gateway.settings import Settings
+from meshplate_core.errors import ResourceExhaustedError
 from meshplate_core.tokens import InvalidTokenError
+
+# Failed logins are counted here by the ratelimit service, under a rule of their own.
+LOGIN_FAILURES_PATH = "/api/v1/login/failures"
 
 router = APIRouter(tags=["auth"])
 
@@ -35,11 +40,24 @@ async def login(
     request: Request,
     response: Response,
     auth: Auth,
+    limits: Limits,
     settings: AppSettings,
 ) -> Token:
-    """Log in with a username or e-mail and a password (form fields)."""
-    client_ip = request.client.host if request.client else ""
-    access, refresh = await auth.login(username, password, client_ip=client_ip)
+    """Log in with a username or e-mail and a password (form fields); repeated failures from one
+    address for one username are answered 429 for a while."""
+    client_ip = getattr(request.state, "client_ip", None) or (
+        request.client.host if request.client else ""
+    )
+    subject = f"login:{client_ip}:{username.strip().lower()}"
+    failures = await limits.check(subject, None, LOGIN_FAILURES_PATH, hits=0)
+    if failures.remaining <= 0:
+        raise ResourceExhaustedError("Rate limit exceeded.", retry_after_s=max(1, failures.reset_s))
+    try:
+        access, refresh = await auth.login(username, password, client_ip=client_ip)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.UNAUTHENTICATED:
+            await limits.check(subject, None, LOGIN_FAILURES_PATH, hits=1)
+        raise
     _set_refresh_cookie(response, refresh, settings)
     response.headers.update(NO_STORE)
     return Token(access_token=access)

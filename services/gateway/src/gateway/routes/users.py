@@ -34,7 +34,9 @@ router = APIRouter(prefix="/api/v1", tags=["users"])
 Pages = Annotated[PageParams, Depends(page_params)]
 
 
-async def _user(users: Users, username: str, *, include_deleted: bool = False) -> UserRead:
+async def read_user_or_404(
+    users: Users, username: str, *, include_deleted: bool = False
+) -> UserRead:
     if not USERNAME_PATTERN.fullmatch(username):
         # No user can have such a name: answer without a call.
         raise NotFoundError("User not found")
@@ -69,13 +71,13 @@ async def read_me(user: CurrentUser, users: Users) -> UserRead:
 @router.get("/user/{username}")
 async def read_user(username: str, viewer: OptionalUser, users: Users) -> UserRead:
     """A user's profile; the e-mail address only for its owner or a superuser."""
-    return _shown(await _user(users, username), viewer)
+    return _shown(await read_user_or_404(users, username), viewer)
 
 
 @router.patch("/user/{username}")
 async def update_user(username: str, body: UserUpdate, user: CurrentUser, users: Users) -> Message:
     """Change one's own profile (or, as a superuser, anyone's)."""
-    target = await _user(users, username)
+    target = await read_user_or_404(users, username)
     require_owner(user, target.id)
     await users.update_user(target.id, body)
     return Message(message="User updated")
@@ -84,7 +86,7 @@ async def update_user(username: str, body: UserUpdate, user: CurrentUser, users:
 @router.delete("/user/{username}")
 async def delete_user(username: str, user: CurrentUser, users: Users, auth: Auth) -> Message:
     """Delete one's own account (soft); every token of it stops working."""
-    target = await _user(users, username)
+    target = await read_user_or_404(users, username)
     require_owner(user, target.id)
     await users.delete_user(target.id, hard=False)
     await auth.revoke_user(target.id)
@@ -94,7 +96,7 @@ async def delete_user(username: str, user: CurrentUser, users: Users, auth: Auth
 @router.delete("/db_user/{username}")
 async def erase_user(username: str, _admin: Superuser, users: Users, auth: Auth) -> Message:
     """Remove a user (live or soft-deleted) and their data from the database."""
-    target = await _user(users, username, include_deleted=True)
+    target = await read_user_or_404(users, username, include_deleted=True)
     await users.delete_user(target.id, hard=True)
     await auth.revoke_user(target.id)
     return Message(message="User deleted from the database")
@@ -103,7 +105,7 @@ async def erase_user(username: str, _admin: Superuser, users: Users, auth: Auth)
 @router.get("/user/{username}/tier")
 async def read_user_tier(username: str, viewer: OptionalUser, users: Users) -> UserTierRead:
     """A user with their tier."""
-    user = _shown(await _user(users, username), viewer)
+    user = _shown(await read_user_or_404(users, username), viewer)
     tier = await users.get_tier(tier_id=user.tier_id) if user.tier_id is not None else None
     return UserTierRead(
         **user.model_dump(),
@@ -117,6 +119,6 @@ async def update_user_tier(
     username: str, body: UserTierUpdate, _admin: Superuser, users: Users
 ) -> Message:
     """Move a user to another tier."""
-    target = await _user(users, username)
+    target = await read_user_or_404(users, username)
     await users.set_tier(target.id, body.tier_id)
     return Message(message=f"User {username} Tier updated")

@@ -1,0 +1,127 @@
+"""Calls to the ratelimit service: decisions and rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from gateway.schemas import RateLimitCreate, RateLimitRead, RateLimitUpdate
+from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from meshplate_core.channels import call_metadata
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A rate-limit decision, as headers will tell it."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+    retry_after_s: int
+
+
+def to_rule_read(rule: ratelimit_pb2.Rule) -> RateLimitRead:
+    """The REST view of a rule."""
+    return RateLimitRead(
+        id=rule.id,
+        tier_id=rule.tier_id,
+        name=rule.name,
+        path=rule.path,
+        limit=rule.limit,
+        period=rule.period_s,
+    )
+
+
+class RateLimitClient:
+    """Calls to the ratelimit service."""
+
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float) -> None:
+        self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+        self._timeout_s = timeout_s
+
+    async def check(
+        self, subject: str, tier_id: int | None, path: str, *, hits: int = 1
+    ) -> Verdict:
+        """Count `hits` requests of `subject` on `path`."""
+        request = ratelimit_pb2.CheckLimitRequest(subject=subject, path=path, hits=hits)
+        if tier_id is not None:
+            request.tier_id = tier_id
+        reply = await self._stub.CheckLimit(
+            request, timeout=self._timeout_s, metadata=call_metadata()
+        )
+        return Verdict(
+            allowed=reply.allowed,
+            limit=reply.limit,
+            remaining=reply.remaining,
+            reset_s=reply.reset_s,
+            retry_after_s=reply.retry_after_s,
+        )
+
+    async def create_rule(self, tier_id: int, body: RateLimitCreate) -> RateLimitRead:
+        """A new rule for a tier."""
+        reply = await self._stub.CreateRule(
+            ratelimit_pb2.CreateRuleRequest(
+                tier_id=tier_id,
+                path=body.path,
+                limit=body.limit,
+                period_s=body.period,
+                name=body.name or "",
+            ),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return to_rule_read(reply.rule)
+
+    async def get_rule(self, tier_id: int, rule_id: int) -> RateLimitRead:
+        """One rule of a tier."""
+        reply = await self._stub.GetRule(
+            ratelimit_pb2.GetRuleRequest(tier_id=tier_id, id=rule_id),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return to_rule_read(reply.rule)
+
+    async def list_rules(
+        self, tier_id: int, page: int, size: int
+    ) -> tuple[list[RateLimitRead], int]:
+        """One page of a tier's rules and the total."""
+        reply = await self._stub.ListRules(
+            ratelimit_pb2.ListRulesRequest(tier_id=tier_id, page=page, items_per_page=size),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+        return [to_rule_read(r) for r in reply.rules], reply.total_count
+
+    async def all_rules(self, tier_id: int) -> list[RateLimitRead]:
+        """Every rule of a tier."""
+        rules: list[RateLimitRead] = []
+        page = 1
+        while True:
+            batch, total = await self.list_rules(tier_id, page, 100)
+            rules.extend(batch)
+            if not batch or len(rules) >= total:
+                return rules
+            page += 1
+
+    async def update_rule(self, tier_id: int, rule_id: int, body: RateLimitUpdate) -> None:
+        """Change the fields the body sets."""
+        request = ratelimit_pb2.UpdateRuleRequest(tier_id=tier_id, id=rule_id)
+        if body.path is not None:
+            request.path = body.path
+        if body.limit is not None:
+            request.limit = body.limit
+        if body.period is not None:
+            request.period_s = body.period
+        if body.name is not None:
+            request.name = body.name
+        await self._stub.UpdateRule(request, timeout=self._timeout_s, metadata=call_metadata())
+
+    async def delete_rule(self, tier_id: int, rule_id: int) -> None:
+        """Remove a rule."""
+        await self._stub.DeleteRule(
+            ratelimit_pb2.DeleteRuleRequest(tier_id=tier_id, id=rule_id),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
