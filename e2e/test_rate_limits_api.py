@@ -273,3 +273,24 @@ async def test_malformed_rules_are_422(stack: Stack, body: dict[str, Any]) -> No
         response = await client.post("/api/v1/tier/free/rate_limit", json=body, headers=admin)
 
     assert response.status_code == 422
+
+
+async def test_a_tier_change_applies_without_a_new_token(stack: Stack) -> None:
+    async with stack.client() as client:
+        admin = await _admin(client)
+        await client.post("/api/v1/tier", json={"name": "pro"}, headers=admin)
+        await _rule(client, admin, "/api/v1/user/me/", 2, tier="free")
+        await _rule(client, admin, "/api/v1/user/me/", 50, tier="pro")
+        await sign_up(client, "ann")
+        access, _ = await log_in(client, "ann")
+        before = (await client.get("/api/v1/user/me/", headers=bearer(access))).headers
+        pro = (await client.get("/api/v1/tier/pro")).json()["id"]
+        await client.patch("/api/v1/user/ann/tier", json={"tier_id": pro}, headers=admin)
+        limit = before["x-ratelimit-limit"]
+        async with asyncio.timeout(2):
+            while limit != "50":
+                response = await client.get("/api/v1/user/me/", headers=bearer(access))
+                limit = response.headers["x-ratelimit-limit"]
+
+    assert before["x-ratelimit-limit"] == "2"
+    assert limit == "50"

@@ -121,3 +121,64 @@ async def _handle_one(
         log.exception("handling %s %s failed; will retry", model.STREAM, event.event_id)
         raise _HandlerFailedError from exc
     await redis.xack(model.STREAM, group, entry_id)
+
+
+class Follower:
+    """Reads one stream from its start, then follows it, handing every event to `handle`.
+
+    For state every replica must hold whole (revoked tokens, users' tiers): no consumer group,
+    every follower sees every entry. `synced` is set once the replay reached the end, and cleared
+    while the stream cannot be read. Stop it with `stop()`: a cancellation landing inside the
+    Redis client's blocking read can be absorbed by it.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        model: type[E],
+        handle: Callable[[E], None],
+        *,
+        block_ms: int = 1000,
+        retry_s: float = 0.5,
+        synced: asyncio.Event | None = None,
+    ) -> None:
+        self._redis = redis
+        self._model = model
+        self._handle = handle
+        self._block_ms = block_ms
+        self._retry_s = retry_s
+        self._last_id = "0-0"
+        self._stopping = False
+        self.synced = synced or asyncio.Event()
+
+    def stop(self) -> None:
+        """Return after the current read."""
+        self._stopping = True
+
+    async def run(self) -> None:
+        """Replay, then follow, until stopped; failures are logged and retried."""
+        stream = self._model.STREAM
+        while not self._stopping:
+            try:
+                if not self.synced.is_set():
+                    start = "-" if self._last_id == "0-0" else f"({self._last_id}"
+                    self._apply(await self._redis.xrange(stream, min=start))
+                    self.synced.set()
+                reply: Any = await self._redis.xread(
+                    {stream: self._last_id}, block=self._block_ms, count=500
+                )
+                for _name, entries in reply or ():
+                    self._apply(entries)
+            except (RedisError, OSError) as exc:
+                if self.synced.is_set():
+                    log.warning("lost %s (%s)", stream, exc.__class__.__name__)
+                self.synced.clear()
+                await asyncio.sleep(self._retry_s)
+
+    def _apply(self, entries: Any) -> None:
+        for entry_id, fields in entries:
+            try:
+                self._handle(decode(self._model, fields))
+            except ValueError:
+                log.error("ignoring malformed entry %s of %s", entry_id, self._model.STREAM)
+            self._last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -83,9 +83,7 @@ def domain_error_response(exc: DomainError) -> JSONResponse:
     code = status_for(exc)
     detail = str(exc) if code in _SAFE_DETAILS else _FIXED_DETAILS.get(code, str(exc))
     extras = trailers_dict(exc)
-    return _answer(
-        code, detail, field=extras.get("field"), retry_after=extras.get("retry-after")
-    )
+    return _answer(code, detail, field=extras.get("field"), retry_after=extras.get("retry-after"))
 
 
 def _answer(

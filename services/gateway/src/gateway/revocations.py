@@ -10,18 +10,15 @@ gateway that cannot know about revocations does not guess.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from meshplate_core.events import TokensRevoked
-from meshplate_core.streams import decode
+from meshplate_core.streams import Follower
 from meshplate_core.tokens import Claims
 
-log = logging.getLogger(__name__)
+_PRUNE_EVERY_S = 60.0
 
 
 class RevocationList:
@@ -31,14 +28,9 @@ class RevocationList:
         self._tokens: dict[str, float] = {}
         self._families: dict[str, float] = {}
         self._users: dict[int, tuple[float, float]] = {}
-        self._last_id = "0-0"
-        self._stopping = False
+        self._pruned_at = time.monotonic()
+        self._follower: Follower | None = None
         self.synced = asyncio.Event()
-
-    def stop(self) -> None:
-        """Ask `follow` to return after its current read (cancelling it may not be enough: a
-        cancellation that lands inside the Redis client's read can be absorbed by it)."""
-        self._stopping = True
 
     def add(self, event: TokensRevoked) -> None:
         """Record one revocation."""
@@ -52,6 +44,8 @@ class RevocationList:
             known = self._users.get(event.user_id)
             if known is None or known[0] < before:
                 self._users[event.user_id] = (before, until)
+        if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
+            self.prune(time.time())
 
     def is_revoked(self, claims: Claims) -> bool:
         """Whether a verified token was revoked."""
@@ -64,46 +58,17 @@ class RevocationList:
 
     def prune(self, now: float) -> None:
         """Forget what only names tokens that have expired."""
+        self._pruned_at = time.monotonic()
         self._tokens = {k: v for k, v in self._tokens.items() if v > now}
         self._families = {k: v for k, v in self._families.items() if v > now}
         self._users = {k: v for k, v in self._users.items() if v[1] > now}
 
-    async def follow(self, redis: Redis, *, block_ms: int = 1000, retry_s: float = 0.5) -> None:
-        """Until `stop`: replay, then follow the stream; on failure, report unsynced and retry."""
-        stream = TokensRevoked.STREAM
-        last_prune = time.time()
-        while not self._stopping:
-            try:
-                if not self.synced.is_set():
-                    entries: Any = await redis.xrange(stream, min=self._next_id())
-                    self._apply(entries)
-                    self.synced.set()
-                    log.info("revocations replayed up to %s", self._last_id)
-                reply: Any = await redis.xread({stream: self._last_id}, block=block_ms, count=500)
-                for _name, entries in reply or ():
-                    self._apply(entries)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                if self.synced.is_set():
-                    log.warning(
-                        "revocation stream lost (%s); refusing tokens", exc.__class__.__name__
-                    )
-                self.synced.clear()
-                await asyncio.sleep(retry_s)
-            if time.time() - last_prune > 60:
-                self.prune(time.time())
-                last_prune = time.time()
+    async def follow(self, redis: Redis) -> None:
+        """Replay, then follow the stream, until `stop`."""
+        self._follower = Follower(redis, TokensRevoked, self.add, synced=self.synced)
+        await self._follower.run()
 
-    def _next_id(self) -> str:
-        if self._last_id == "0-0":
-            return "-"
-        return f"({self._last_id}"
-
-    def _apply(self, entries: Any) -> None:
-        for entry_id, fields in entries:
-            try:
-                self.add(decode(TokensRevoked, fields))
-            except ValueError:
-                log.error("ignoring malformed revocation entry %s", entry_id)
-            self._last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    def stop(self) -> None:
+        """Stop following after the current read."""
+        if self._follower is not None:
+            self._follower.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from functools import partial
@@ -11,12 +12,15 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
 from meshplate_core.runner import migrate_database, serve_database_service
+from meshplate_core.streams import Follower
 from ratelimit.limiter import Limiter
 from ratelimit.rules import Rules
 from ratelimit.service import RateLimitService
 from ratelimit.settings import Settings
+from ratelimit.tiers import TierProjection
 
 SERVICE_NAME = ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,10 +43,21 @@ async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Reg
         login_failure_limit=settings.login_failure_limit,
         login_failure_period_s=settings.login_failure_period_s,
     )
-    servicer = RateLimitService(limiter, Rules(engine, limiter))
+    tiers = TierProjection()
+    # Blocking reads get a connection of their own, without the decision path's short timeout.
+    follower_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    follower = Follower(follower_redis, UserTierChanged, tiers.apply)
+    following = asyncio.create_task(follower.run())
+    servicer = RateLimitService(limiter, Rules(engine, limiter), tiers)
     try:
         yield partial(ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server, servicer)
     finally:
+        follower.stop()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                await following
+        following.cancel()
+        await follower_redis.aclose()
         await redis.aclose()
 
 

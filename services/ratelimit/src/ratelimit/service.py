@@ -11,6 +11,7 @@ from meshplate_core.errors import InvalidArgumentError
 from ratelimit.domain import Algorithm, Rule
 from ratelimit.limiter import Limiter
 from ratelimit.rules import Rules
+from ratelimit.tiers import TierProjection
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -47,16 +48,18 @@ def rule_to_proto(rule: Rule) -> ratelimit_pb2.Rule:
 class RateLimitService(ratelimit_pb2_grpc.RateLimitServiceServicer):
     """The ratelimit service."""
 
-    def __init__(self, limiter: Limiter, rules: Rules) -> None:
+    def __init__(self, limiter: Limiter, rules: Rules, tiers: TierProjection) -> None:
         self._limiter = limiter
         self._rules = rules
+        self._tiers = tiers
 
     async def CheckLimit(
         self, request: ratelimit_pb2.CheckLimitRequest, context: Context
     ) -> ratelimit_pb2.CheckLimitResponse:
         if not request.subject or request.hits < 0:
             raise InvalidArgumentError("a subject and hits >= 0 are required", field="subject")
-        tier_id = request.tier_id if request.HasField("tier_id") else None
+        token_tier = request.tier_id if request.HasField("tier_id") else None
+        tier_id = self._tiers.tier_of(request.subject, token_tier)
         decision = await self._limiter.check(request.subject, tier_id, request.path, request.hits)
         return ratelimit_pb2.CheckLimitResponse(
             allowed=decision.allowed,

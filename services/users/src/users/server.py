@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
 from meshplate_core.outbox import Outbox
 from meshplate_core.runner import migrate_database, serve_database_service
@@ -45,7 +46,9 @@ async def open_accounts(
 ) -> AsyncIterator[tuple[Accounts, Posts]]:
     """The use cases with their outbox relay running; the relay's last round runs on exit."""
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    outbox = Outbox(outbox_table, engine, redis)
+    # Tier changes matter to ratelimit only until the tokens that predate them expire; a day
+    # covers any access-token lifetime in use.
+    outbox = Outbox(outbox_table, engine, redis, keep_s={UserTierChanged.STREAM: 86400.0})
     cache = ReadCache(redis, ttl_s=settings.cache_ttl_s)
     relay = asyncio.create_task(outbox.relay())
     try:
