@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import redis
+
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.servers import (
     PG_DEFAULT,

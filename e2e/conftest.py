@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from meshplate_testing.servers import free_port
 from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +24,7 @@ from gateway.app import create_app
 from gateway.settings import Settings as GatewaySettings
 from meshplate_core.database import migrate, open_engine
 from meshplate_core.grpc_server import Register, Running, start
+from meshplate_testing.servers import free_port
 from ratelimit.settings import Settings as RateLimitSettings
 from users.settings import Settings as UsersSettings
 

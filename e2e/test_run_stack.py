@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import httpx
+
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 

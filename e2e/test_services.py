@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.servers import free_port

@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 fresh=$(mktemp -d)
 trap 'rm -rf "$fresh"' EXIT
 bash scripts/protos.sh "$fresh"
-if ! diff -r -x __pycache__ "$fresh/meshplate" libs/meshplate-api/src/meshplate; then
+if ! diff -r -x __pycache__ "$fresh" libs/meshplate-api/src; then
   echo "protos-check: libs/meshplate-api is stale; run 'make protos' and commit the result" >&2
   exit 1
 fi

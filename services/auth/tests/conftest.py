@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from meshplate_testing.servers import free_port
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -21,6 +20,7 @@ from meshplate.auth.v1 import auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.database import migrate, open_engine
 from meshplate_core.grpc_server import start
+from meshplate_testing.servers import free_port
 from users.settings import Settings as UsersSettings
 
 if TYPE_CHECKING:

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from meshplate_testing.servers import free_port
 
 from gateway.app import create_app
 from gateway.settings import Settings
 from meshplate_core.settings import Environment
+from meshplate_testing.servers import free_port
 
 
 def settings_for(environment: Environment, redis_url: str) -> Settings:

@@ -59,13 +59,13 @@ StubFactory = Callable[..., Any]
 
 
 @pytest.fixture
-async def start_ratelimit(
+async def start_server(
     engine: AsyncEngine, settings: Settings
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Starts ratelimit servers (settings overridable); returns their stubs."""
+    """Starts ratelimit servers (settings overridable); returns channels to them."""
     exits = contextlib.AsyncExitStack()
 
-    async def make(**overrides: Any) -> RateLimitServiceAsyncStub:
+    async def make(**overrides: Any) -> grpc.aio.Channel:
         register = await exits.enter_async_context(
             build(engine, settings=settings.model_copy(update=overrides))
         )
@@ -73,10 +73,23 @@ async def start_ratelimit(
         exits.push_async_callback(running.server.stop, None)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
         exits.push_async_callback(channel.close)
-        return ratelimit_pb2_grpc.RateLimitServiceStub(channel)
+        return channel
 
     async with exits:
         yield make
+
+
+@pytest.fixture
+def start_ratelimit(start_server: Callable[..., Any]) -> Callable[..., Any]:
+    """Starts ratelimit servers (settings overridable); returns their stubs."""
+
+    async def make(**overrides: Any) -> RateLimitServiceAsyncStub:
+        stub: RateLimitServiceAsyncStub = ratelimit_pb2_grpc.RateLimitServiceStub(
+            await start_server(**overrides)
+        )
+        return stub
+
+    return make
 
 
 @pytest.fixture

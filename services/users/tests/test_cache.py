@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from meshplate_testing.proxy import TcpProxy
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.grpc_server import start
+from meshplate_testing.proxy import TcpProxy
 from users.server import SERVICE_NAME, build
 from users.settings import Settings
 

@@ -4,10 +4,10 @@ import asyncio
 
 import httpx
 import redis.asyncio as redis
-from meshplate_testing.processes import ServiceProcess
-from meshplate_testing.servers import free_port
 
 from meshplate_core.events import SampleTaskRequested
+from meshplate_testing.processes import ServiceProcess
+from meshplate_testing.servers import free_port
 from worker.handlers import GROUP
 
 

@@ -142,12 +142,13 @@ def create_app(settings: Settings) -> FastAPI:
                 redis=redis,
             )
         finally:
+            # Asked and cancelled; bounded: shutting down must not wait on a read that does not
+            # come back (a cancellation can be absorbed inside the Redis client's read).
             revocations.stop()
-            # Bounded: shutting down must not wait on a read that does not come back.
+            following.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(_CLOSE_S):
                     await following
-            following.cancel()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CLOSE_S):
                     await follower_redis.aclose()

@@ -35,6 +35,8 @@ from ratelimit.storage.rules import RuleStore
 log = logging.getLogger(__name__)
 
 _LOGIN_FAILURES = path_key(LOGIN_FAILURES_PATH)
+# Envoy's per-address limit at the edge (see envoy.py).
+_EDGE = path_key("/edge")
 
 
 @dataclass
@@ -58,6 +60,8 @@ class Limiter:
     fail_open: bool
     login_failure_limit: int = 5
     login_failure_period_s: int = 900
+    edge_limit: int = 600
+    edge_period_s: int = 60
     stats: LimiterStats = field(default_factory=LimiterStats)
     _books: dict[int, RuleBook] = field(default_factory=dict)
     _version: str | None = None
@@ -92,6 +96,8 @@ class Limiter:
                 self.login_failure_period_s,
                 Algorithm.SLIDING_WINDOW,
             )
+        if key == _EDGE:
+            return Limit(None, key, self.edge_limit, self.edge_period_s, Algorithm.SLIDING_WINDOW)
         book = self._books.get(tier_id) if tier_id is not None else None
         rule = book.find(key) if book is not None else None
         if rule is None:

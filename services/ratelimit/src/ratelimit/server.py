@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
+import grpc
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from envoy_rls import rls_pb2_grpc
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.streams import Follower
+from ratelimit.envoy import EnvoyRateLimitService
 from ratelimit.limiter import Limiter
 from ratelimit.rules import Rules
 from ratelimit.service import RateLimitService
@@ -42,6 +45,8 @@ async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Reg
         fail_open=settings.fail_open,
         login_failure_limit=settings.login_failure_limit,
         login_failure_period_s=settings.login_failure_period_s,
+        edge_limit=settings.edge_limit,
+        edge_period_s=settings.edge_period_s,
     )
     tiers = TierProjection()
     # Blocking reads get a connection of their own, without the decision path's short timeout.
@@ -49,14 +54,22 @@ async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Reg
     follower = Follower(follower_redis, UserTierChanged, tiers.apply)
     following = asyncio.create_task(follower.run())
     servicer = RateLimitService(limiter, Rules(engine, limiter), tiers)
+    envoy = EnvoyRateLimitService(limiter, tiers, domain=settings.envoy_domain)
+
+    def register(server: grpc.aio.Server) -> None:
+        ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(envoy, server)
+
     try:
-        yield partial(ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server, servicer)
+        yield register
     finally:
+        # Asked and cancelled: if the Redis client absorbs the cancellation, the request to stop
+        # still ends the loop after its current read.
         follower.stop()
-        with contextlib.suppress(TimeoutError):
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             async with asyncio.timeout(3):
                 await following
-        following.cancel()
         await follower_redis.aclose()
         await redis.aclose()
 

@@ -24,6 +24,10 @@ class Settings(GrpcServiceSettings):
     # Failed logins per (client IP, username) before further attempts get 429.
     login_failure_limit: int = Field(default=5, ge=1)
     login_failure_period_s: int = Field(default=900, ge=1)
+    # Envoy's ShouldRateLimit: the descriptor domain answered, and its per-address edge limit.
+    envoy_domain: str = "meshplate"
+    edge_limit: int = Field(default=600, ge=1)
+    edge_period_s: int = Field(default=60, ge=1)
     # With Redis unreachable: admit (true, logged and counted) or refuse with 503 (false).
     fail_open: bool = True
     # Deadline of one Redis call on the decision path.
