@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -294,3 +295,25 @@ async def test_a_tier_change_applies_without_a_new_token(stack: Stack) -> None:
 
     assert before["x-ratelimit-limit"] == "2"
     assert limit == "50"
+
+
+async def test_a_fixed_window_rule_resets_at_a_known_instant(stack: Stack) -> None:
+    async with stack.client() as client:
+        admin = await _admin(client)
+        await sign_up(client, "ann")
+        created = await client.post(
+            "/api/v1/tier/free/rate_limit",
+            json={
+                "path": "/api/v1/user/me/",
+                "limit": 5,
+                "period": 3600,
+                "algorithm": "fixed_window",
+            },
+            headers=admin,
+        )
+        access, _ = await log_in(client, "ann")
+        response = await client.get("/api/v1/user/me/", headers=bearer(access))
+    expected = 3600 - int(time.time()) % 3600
+
+    assert created.json()["algorithm"] == "fixed_window"
+    assert abs(int(response.headers["x-ratelimit-reset"]) - expected) <= 2

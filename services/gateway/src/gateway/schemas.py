@@ -16,6 +16,7 @@ Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+\S*$")]
 TierName = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 T = TypeVar("T")
+Algorithm = Literal["sliding_window", "fixed_window"]
 
 
 class _Input(BaseModel):
@@ -93,6 +94,9 @@ class RateLimitCreate(_Input):
     limit: int = Field(ge=1, examples=[5])
     period: int = Field(ge=1, examples=[86400])
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    # Sliding (default: never more than `limit` in any `period`) or fixed windows aligned to
+    # multiples of `period` since the epoch (quotas reset at known instants).
+    algorithm: Algorithm | None = None
 
 
 class RateLimitUpdate(_Input):
@@ -102,6 +106,7 @@ class RateLimitUpdate(_Input):
     limit: int | None = Field(default=None, ge=1)
     period: int | None = Field(default=None, ge=1)
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    algorithm: Algorithm | None = None
 
 
 class RateLimitRead(BaseModel):
@@ -113,6 +118,7 @@ class RateLimitRead(BaseModel):
     path: str
     limit: int
     period: int
+    algorithm: Algorithm
 
 
 class UserRead(BaseModel):

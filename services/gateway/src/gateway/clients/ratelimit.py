@@ -22,8 +22,15 @@ class Verdict:
     retry_after_s: int
 
 
+_ALGORITHMS: dict[str, ratelimit_pb2.Algorithm.ValueType] = {
+    "sliding_window": ratelimit_pb2.ALGORITHM_SLIDING_WINDOW,
+    "fixed_window": ratelimit_pb2.ALGORITHM_FIXED_WINDOW,
+}
+
+
 def to_rule_read(rule: ratelimit_pb2.Rule) -> RateLimitRead:
     """The REST view of a rule."""
+    fixed = rule.algorithm == ratelimit_pb2.ALGORITHM_FIXED_WINDOW
     return RateLimitRead(
         id=rule.id,
         tier_id=rule.tier_id,
@@ -31,6 +38,7 @@ def to_rule_read(rule: ratelimit_pb2.Rule) -> RateLimitRead:
         path=rule.path,
         limit=rule.limit,
         period=rule.period_s,
+        algorithm="fixed_window" if fixed else "sliding_window",
     )
 
 
@@ -68,6 +76,7 @@ class RateLimitClient:
                 limit=body.limit,
                 period_s=body.period,
                 name=body.name or "",
+                algorithm=_ALGORITHMS[body.algorithm or "sliding_window"],
             ),
             timeout=self._timeout_s,
             metadata=call_metadata(),
@@ -116,6 +125,8 @@ class RateLimitClient:
             request.period_s = body.period
         if body.name is not None:
             request.name = body.name
+        if body.algorithm is not None:
+            request.algorithm = _ALGORITHMS[body.algorithm]
         await self._stub.UpdateRule(request, timeout=self._timeout_s, metadata=call_metadata())
 
     async def delete_rule(self, tier_id: int, rule_id: int) -> None:
