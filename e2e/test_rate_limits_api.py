@@ -249,6 +249,7 @@ async def test_rule_routes(stack: Stack) -> None:
         "path": "/api/v1/tasks/task",
         "limit": 5,
         "period": 86400,
+        "algorithm": "sliding_window",
     }
     assert (duplicate.status_code, by_user.status_code, bad.status_code, no_tier.status_code) == (
         409,
