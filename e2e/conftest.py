@@ -22,11 +22,14 @@ import users.server
 from auth.settings import Settings as AuthSettings
 from gateway.app import create_app
 from gateway.settings import Settings as GatewaySettings
-from meshplate_core.database import migrate, open_engine
+from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import Register, Running, start
+from meshplate_testing.databases import migrated_database
 from meshplate_testing.servers import free_port
 from ratelimit.settings import Settings as RateLimitSettings
 from users.settings import Settings as UsersSettings
+
+from .identity import ADMIN
 
 MIGRATIONS: dict[str, Path] = {
     "auth": auth.server.MIGRATIONS,
@@ -43,24 +46,15 @@ TABLES = {
     "users": '"user", tier, outbox',
     "ratelimit": "rule",
 }
-ADMIN = ("root", "root-password")
 
 
 @pytest.fixture(scope="session")
 def stack_database_urls(make_database: Callable[[str], str]) -> dict[str, str]:
     """One fresh, migrated database per service for this session's stack tests."""
-    urls = {name: make_database(f"stack_{name}") for name in MIGRATIONS}
-
-    async def migrate_all() -> None:
-        for name, url in urls.items():
-            engine = open_engine(url, pool_size=1, application_name="stack-tests")
-            try:
-                await migrate(engine, MIGRATIONS[name])
-            finally:
-                await engine.dispose()
-
-    asyncio.run(migrate_all())
-    return urls
+    return {
+        name: migrated_database(make_database, f"stack_{name}", folder)
+        for name, folder in MIGRATIONS.items()
+    }
 
 
 @dataclass

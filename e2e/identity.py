@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PASSWORD = "correct horse"
+# The first admin the stack creates (see conftest.py).
+ADMIN = ("root", "root-password")
 
 
 async def sign_up(
@@ -128,3 +130,14 @@ def fresh_claims(template: dict[str, Any], **changes: Any) -> dict[str, Any]:
     """A token's claims with a new id and a new issue time, and the given changes."""
     now = time.time()
     return {**template, "jti": uuid.uuid4().hex, "iat": round(now, 3), **changes}
+
+
+async def ann_bob_and_root(client: httpx.AsyncClient) -> dict[str, dict[str, str]]:
+    """Sign up ann and bob; the Authorization headers of ann, bob and the admin, root."""
+    await sign_up(client, "ann")
+    await sign_up(client, "bob")
+    headers = {}
+    for name, password in (("ann", PASSWORD), ("bob", PASSWORD), ADMIN):
+        access, _ = await log_in(client, name, password)
+        headers[name] = bearer(access)
+    return headers

@@ -5,28 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.settings import Settings as GatewaySettings
 
-from .conftest import ADMIN, Stack, serve_gateway
-from .identity import bearer, log_in, sign_up
-
-
-async def _two_users_and_admin(client: httpx.AsyncClient) -> dict[str, dict[str, str]]:
-    await sign_up(client, "ann")
-    await sign_up(client, "bob")
-    headers = {}
-    for name, password in (("ann", None), ("bob", None), ADMIN):
-        access, _ = await log_in(client, name, password) if password else await log_in(client, name)
-        headers[name] = bearer(access)
-    return headers
+from .conftest import Stack, serve_gateway
+from .identity import ann_bob_and_root, bearer, sign_up
 
 
 async def test_profile_shows_email_to_owner_and_superuser_only(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         views = {
             name: (await client.get("/api/v1/user/ann", headers=who[name])).json()
             for name in ("ann", "bob", "root")
@@ -47,7 +36,7 @@ async def test_bad_token_on_a_public_route_is_401(stack: Stack) -> None:
 
 async def test_owner_updates_their_profile(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         response = await client.patch(
             "/api/v1/user/ann",
             json={"name": "Ann B", "profile_image_url": "https://img.example/a.png"},
@@ -72,7 +61,7 @@ async def test_only_owner_or_superuser_changes_a_user(
     stack: Stack, actor: str, method: str, status: int
 ) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         kwargs: dict[str, Any] = {"json": {"name": "Changed"}} if method == "patch" else {}
         response = await client.request(
             method.upper(), "/api/v1/user/ann", headers=who[actor], **kwargs
@@ -98,7 +87,7 @@ async def test_only_owner_or_superuser_changes_a_user(
 )
 async def test_bad_profile_updates(stack: Stack, body: dict[str, Any], status: int) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         response = await client.patch("/api/v1/user/ann", json=body, headers=who["ann"])
 
     assert response.status_code == status
@@ -106,7 +95,7 @@ async def test_bad_profile_updates(stack: Stack, body: dict[str, Any], status: i
 
 async def test_changes_to_missing_users_are_404(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         patched = await client.patch(
             "/api/v1/user/nobody", json={"name": "Xy"}, headers=who["root"]
         )
@@ -117,7 +106,7 @@ async def test_changes_to_missing_users_are_404(stack: Stack) -> None:
 
 async def test_soft_deleted_user_is_404_everywhere(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         await client.delete("/api/v1/user/ann", headers=who["ann"])
         profile = await client.get("/api/v1/user/ann")
         tier = await client.get("/api/v1/user/ann/tier")
@@ -129,7 +118,7 @@ async def test_soft_deleted_user_is_404_everywhere(stack: Stack) -> None:
 
 async def test_superuser_erases_a_user_even_a_soft_deleted_one(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         await client.delete("/api/v1/user/ann", headers=who["ann"])
         by_user = await client.delete("/api/v1/db_user/bob", headers=who["bob"])
         erased = await client.delete("/api/v1/db_user/ann", headers=who["root"])
@@ -166,7 +155,7 @@ async def test_out_of_range_pagination_is_422(stack: Stack, params: dict[str, An
 
 async def test_tier_lifecycle_by_a_superuser(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         created = await client.post("/api/v1/tier", json={"name": "gold"}, headers=who["root"])
         duplicate = await client.post("/api/v1/tier", json={"name": "gold"}, headers=who["root"])
         renamed = await client.patch(
@@ -189,7 +178,7 @@ async def test_tier_lifecycle_by_a_superuser(stack: Stack) -> None:
 
 async def test_tier_changes_need_a_superuser(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         created = await client.post("/api/v1/tier", json={"name": "gold"}, headers=who["ann"])
         anonymous = await client.post("/api/v1/tier", json={"name": "gold"})
         renamed = await client.patch("/api/v1/tier/free", json={"name": "x"}, headers=who["ann"])
@@ -201,7 +190,7 @@ async def test_tier_changes_need_a_superuser(stack: Stack) -> None:
 
 async def test_tier_in_use_cannot_be_deleted(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         response = await client.delete("/api/v1/tier/free", headers=who["root"])
 
     assert response.status_code == 409
@@ -209,7 +198,7 @@ async def test_tier_in_use_cannot_be_deleted(stack: Stack) -> None:
 
 async def test_user_tier_is_read_and_changed_by_a_superuser(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         gold = (
             await client.post("/api/v1/tier", json={"name": "gold"}, headers=who["root"])
         ).json()
@@ -237,7 +226,7 @@ async def test_docs_in_staging_are_for_superusers_only(stack: Stack) -> None:
     settings = stack.gateway_settings.model_copy(update={"environment": "staging"})
     assert isinstance(settings, GatewaySettings)
     async with serve_gateway(settings) as url, stack.client(url) as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         statuses = [
             (await client.get("/openapi.json", headers=headers)).status_code
             for headers in ({}, who["ann"], who["root"])
@@ -284,7 +273,7 @@ async def test_concurrent_sign_ups_and_logins_never_500(stack: Stack) -> None:
 
 async def test_missing_users_and_tiers_are_404_and_taken_names_409(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _two_users_and_admin(client)
+        who = await ann_bob_and_root(client)
         root = who["root"]
         await client.post("/api/v1/tier", json={"name": "gold"}, headers=root)
         statuses = {

@@ -9,8 +9,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .conftest import ADMIN, Stack, serve_gateway
+from .conftest import Stack, serve_gateway
 from .identity import (
+    ADMIN,
     PASSWORD,
     bearer,
     claims_of,

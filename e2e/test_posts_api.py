@@ -7,18 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ADMIN, Stack
-from .identity import bearer, log_in, sign_up
-
-
-async def _people(client: httpx.AsyncClient) -> dict[str, dict[str, str]]:
-    await sign_up(client, "ann")
-    await sign_up(client, "bob")
-    headers = {}
-    for name, password in (("ann", None), ("bob", None), ADMIN):
-        access, _ = await log_in(client, name, password) if password else await log_in(client, name)
-        headers[name] = bearer(access)
-    return headers
+from .conftest import Stack
+from .identity import ann_bob_and_root, sign_up
 
 
 async def _write(
@@ -34,7 +24,7 @@ async def _write(
 
 async def test_post_lifecycle(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _people(client)
+        who = await ann_bob_and_root(client)
         created = await _write(client, who["ann"])
         read = await client.get(f"/api/v1/ann/post/{created['id']}")
         updated = await client.patch(
@@ -55,7 +45,7 @@ async def test_post_lifecycle(stack: Stack) -> None:
 
 async def test_another_users_update_and_delete_are_403_and_change_nothing(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _people(client)
+        who = await ann_bob_and_root(client)
         post = await _write(client, who["ann"])
         patched = await client.patch(
             f"/api/v1/ann/post/{post['id']}", json={"title": "Mine"}, headers=who["bob"]
@@ -76,7 +66,7 @@ async def test_another_users_update_and_delete_are_403_and_change_nothing(stack:
 
 async def test_superuser_edits_and_erases_any_post(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _people(client)
+        who = await ann_bob_and_root(client)
         post = await _write(client, who["ann"])
         by_ann = await client.delete(f"/api/v1/ann/db_post/{post['id']}", headers=who["ann"])
         patched = await client.patch(
@@ -91,7 +81,7 @@ async def test_superuser_edits_and_erases_any_post(stack: Stack) -> None:
 
 async def test_posts_are_listed_newest_first_in_pages(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _people(client)
+        who = await ann_bob_and_root(client)
         for title in ("one", "two", "three"):
             await _write(client, who["ann"], title)
         page = (await client.get("/api/v1/ann/posts", params={"items_per_page": 2})).json()
@@ -114,7 +104,7 @@ async def test_posts_are_listed_newest_first_in_pages(stack: Stack) -> None:
 )
 async def test_invalid_posts_are_422(stack: Stack, body: dict[str, Any]) -> None:
     async with stack.client() as client:
-        who = await _people(client)
+        who = await ann_bob_and_root(client)
         response = await client.post("/api/v1/ann/post", json=body, headers=who["ann"])
 
     assert response.status_code == 422
@@ -130,7 +120,7 @@ async def test_writing_needs_a_token(stack: Stack) -> None:
 
 async def test_anonymous_reads_are_public_with_an_etag_and_304(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _people(client)
+        who = await ann_bob_and_root(client)
         await _write(client, who["ann"])
         first = await client.get("/api/v1/ann/posts")
         again = await client.get(
@@ -152,7 +142,7 @@ async def test_anonymous_reads_are_public_with_an_etag_and_304(stack: Stack) -> 
 
 async def test_authenticated_reads_are_private_and_revalidated(stack: Stack) -> None:
     async with stack.client() as client:
-        who = await _people(client)
+        who = await ann_bob_and_root(client)
         me = await client.get("/api/v1/user/me/", headers=who["ann"])
         again = await client.get(
             "/api/v1/user/me/", headers={**who["ann"], "If-None-Match": me.headers["etag"]}

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ADMIN, Stack, serve_gateway
-from .identity import PASSWORD, bearer, log_in, sign_up
+from .conftest import Stack, serve_gateway
+from .identity import ADMIN, PASSWORD, bearer, log_in, sign_up
 
 
 async def _admin(client: httpx.AsyncClient) -> dict[str, str]:
@@ -182,7 +182,7 @@ async def test_a_rule_change_governs_the_next_request(stack: Stack) -> None:
     assert (before.status_code, after.status_code) == (200, 429)
 
 
-async def test_repeated_failed_logins_are_throttled(stack: Stack) -> None:
+async def test_repeated_login_attempts_are_throttled(stack: Stack) -> None:
     async with stack.client() as client:
         await sign_up(client, "ann")
         failures = [
@@ -191,14 +191,14 @@ async def test_repeated_failed_logins_are_throttled(stack: Stack) -> None:
                     "/api/v1/login", data={"username": "ann", "password": "wrong password"}
                 )
             ).status_code
-            for _ in range(5)
+            for _ in range(10)
         ]
         blocked = await client.post("/api/v1/login", data={"username": "ann", "password": PASSWORD})
         other_user = await client.post(
             "/api/v1/login", data={"username": "bob", "password": PASSWORD}
         )
 
-    assert failures == [401] * 5
+    assert failures == [401] * 10
     assert blocked.status_code == 429
     assert int(blocked.headers["retry-after"]) >= 1
     assert other_user.status_code == 401
@@ -318,3 +318,17 @@ async def test_a_fixed_window_rule_resets_at_a_known_instant(stack: Stack) -> No
 
     assert created.json()["algorithm"] == "fixed_window"
     assert abs(int(response.headers["x-ratelimit-reset"]) - expected) <= 2
+
+
+async def test_parallel_guesses_cannot_outrun_the_login_count(stack: Stack) -> None:
+    async with stack.client() as client:
+        await sign_up(client, "ann")
+        answers = await asyncio.gather(
+            *(
+                client.post("/api/v1/login", data={"username": "ann", "password": f"guess{i:04d}"})
+                for i in range(30)
+            )
+        )
+
+    assert sum(a.status_code == 401 for a in answers) == 10
+    assert sum(a.status_code == 429 for a in answers) == 20

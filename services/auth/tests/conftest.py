@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -18,8 +17,9 @@ from auth.keys import generate_pem
 from auth.settings import Settings
 from meshplate.auth.v1 import auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.database import migrate, open_engine
+from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
+from meshplate_testing.databases import migrated_database
 from meshplate_testing.servers import free_port
 from users.settings import Settings as UsersSettings
 
@@ -32,18 +32,10 @@ PASSWORD = "correct horse"
 @pytest.fixture(scope="session")
 def database_urls(make_database: Callable[[str], str]) -> dict[str, str]:
     """Migrated databases for auth and users."""
-    urls = {"auth": make_database("auth"), "users": make_database("auth_users")}
-
-    async def migrate_both() -> None:
-        for name, folder in (("auth", auth_server.MIGRATIONS), ("users", users.server.MIGRATIONS)):
-            engine = open_engine(urls[name], pool_size=1, application_name="auth-tests")
-            try:
-                await migrate(engine, folder)
-            finally:
-                await engine.dispose()
-
-    asyncio.run(migrate_both())
-    return urls
+    return {
+        "auth": migrated_database(make_database, "auth", auth_server.MIGRATIONS),
+        "users": migrated_database(make_database, "auth_users", users.server.MIGRATIONS),
+    }
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -14,8 +13,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.ratelimit.v1 import ratelimit_pb2_grpc
-from meshplate_core.database import migrate, open_engine
+from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
+from meshplate_testing.databases import migrated_database
 from ratelimit.server import MIGRATIONS, SERVICE_NAME, build
 from ratelimit.settings import Settings
 
@@ -26,17 +26,7 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def ratelimit_database_url(make_database: Callable[[str], str]) -> str:
     """A fresh, migrated database for this session's ratelimit tests."""
-    url = make_database("ratelimit")
-
-    async def migrate_once() -> None:
-        engine = open_engine(url, pool_size=1, application_name="ratelimit-tests")
-        try:
-            await migrate(engine, MIGRATIONS)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate_once())
-    return url
+    return migrated_database(make_database, "ratelimit", MIGRATIONS)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
@@ -13,8 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2_grpc
-from meshplate_core.database import migrate, open_engine
+from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
+from meshplate_testing.databases import migrated_database
 from users.server import MIGRATIONS, SERVICE_NAME, build, prepare
 from users.settings import Settings
 
@@ -38,17 +38,7 @@ def settings_for(database_url: str, redis_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def users_database_url(make_database: Callable[[str], str]) -> str:
     """A fresh, migrated database for this session's users tests."""
-    url = make_database("users")
-
-    async def migrate_once() -> None:
-        engine = open_engine(url, pool_size=1, application_name="users-tests")
-        try:
-            await migrate(engine, MIGRATIONS)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(migrate_once())
-    return url
+    return migrated_database(make_database, "users", MIGRATIONS)
 
 
 @pytest.fixture

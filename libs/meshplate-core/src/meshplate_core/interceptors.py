@@ -30,6 +30,9 @@ from meshplate_core.logging import request_id
 log = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "x-request-id"
+# Trailing metadata on every status a service chose on purpose (a domain error), so a caller can
+# tell "the service said UNAVAILABLE" from "the service could not be reached".
+DOMAIN_ERROR_KEY = "meshplate-domain-error"
 _MAX_REQUEST_ID_LENGTH = 128
 
 _STATUS_BY_ERROR: dict[type[DomainError], grpc.StatusCode] = {
@@ -59,11 +62,12 @@ def status_for(exc: DomainError) -> grpc.StatusCode:
 
 def trailers_for(exc: DomainError) -> tuple[tuple[str, str], ...]:
     """Machine-readable extras of an error, sent as trailing metadata."""
+    origin = ((DOMAIN_ERROR_KEY, type(exc).__name__),)
     if isinstance(exc, InvalidArgumentError) and exc.field:
-        return (("field", exc.field),)
+        return (*origin, ("field", exc.field))
     if isinstance(exc, ResourceExhaustedError):
-        return (("retry-after", str(exc.retry_after_s)),)
-    return ()
+        return (*origin, ("retry-after", str(exc.retry_after_s)))
+    return origin
 
 
 def valid_request_id(value: str | None) -> str:

@@ -20,6 +20,7 @@ from meshplate_core.errors import UnauthenticatedError
 ALGORITHM = "EdDSA"
 TokenType = Literal["access", "refresh"]
 _REQUIRED = ["iss", "aud", "exp", "iat", "sub", "jti", "typ"]
+LEEWAY_S = 10
 
 
 class InvalidTokenError(UnauthenticatedError):
@@ -90,6 +91,8 @@ def verify(
             audience=audience,
             issuer=issuer,
             options={"require": _REQUIRED},
+            # Clocks of auth and the gateways may differ by a few seconds.
+            leeway=LEEWAY_S,
         )
         claims = Claims(
             user_id=int(payload["sub"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -66,7 +67,7 @@ class TokenIssuer:
             "sub": str(subject.user_id),
             "jti": token_id,
             # Milliseconds: "revoked before T" must not catch a token issued just after T.
-            "iat": round(now, 3),
+            "iat": math.floor(now * 1000) / 1000,
             "exp": int(expires),
         }
         token = jwt.encode(

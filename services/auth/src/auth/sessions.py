@@ -163,8 +163,11 @@ class Sessions:
         now = _now()
         before = before or now
         async with self._transaction() as conn:
-            await self._store.revoke_user(conn, user_id, before=before, now=now)
+            families = await self._store.revoke_user(conn, user_id, before=before, now=now)
             await self._outbox.add(conn, self._revocation(user_id, now, issued_before=before))
+            # The families too: a token refreshed just after `before` is still of a revoked login.
+            for family_id in families:
+                await self._outbox.add(conn, self._revocation(user_id, now, family_id=family_id))
 
     async def purge(self) -> tuple[int, int]:
         """Remove rows that only name expired tokens: (revocations, families)."""

@@ -23,6 +23,7 @@ from gateway.clients import RateLimitClient
 from gateway.clients.ratelimit import Verdict
 from gateway.identity import Authenticator
 from meshplate_core.errors import DomainError
+from meshplate_core.interceptors import DOMAIN_ERROR_KEY
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,16 @@ class RateLimitMiddleware:
             return
         state = scope.setdefault("state", {})
         headers = Headers(scope=scope)
+        state["client_ip"] = client_ip(scope, headers, self.trusted)
         subject, tier_id = await self._identify(scope, state, headers)
         limiter: RateLimitClient = state["ratelimit"]
         try:
             verdict = await limiter.check(subject, tier_id, scope["path"])
         except grpc.aio.AioRpcError as exc:
             log.warning("rate limiter unavailable: %s", exc.code().name)
-            if self.fail_open:
+            decided = any(key == DOMAIN_ERROR_KEY for key, _ in exc.trailing_metadata() or ())
+            # A limiter that answered "closed" is obeyed; one that cannot be reached follows ours.
+            if self.fail_open and not decided:
                 await self.app(scope, receive, send)
             else:
                 await _answer(send, 503, {"detail": "Service unavailable"}, {})
@@ -123,8 +127,7 @@ class RateLimitMiddleware:
             else:
                 state["principal"] = claims
                 return f"user:{claims.user_id}", claims.tier_id
-        state["client_ip"] = ip = client_ip(scope, headers, self.trusted)
-        return f"ip:{ip}", None
+        return f"ip:{state['client_ip']}", None
 
 
 async def _answer(send: Send, status: int, body: object, headers: dict[str, str]) -> None:

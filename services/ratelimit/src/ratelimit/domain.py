@@ -17,8 +17,8 @@ from enum import Enum
 from meshplate_core.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 
 DEFAULT_PATH = "*"
-# Failed logins are counted under this path, with a rule of their own (from settings).
-LOGIN_FAILURES_PATH = "/api/v1/login/failures"
+# Login attempts are counted under this path, with a rule of their own (from settings).
+LOGIN_ATTEMPTS_PATH = "/api/v1/login/attempts"
 _PARAM = re.compile(r"\{[a-z][a-z0-9]*\}")
 _ALLOWED = re.compile(r"[A-Za-z0-9_\-.{}]+")
 MAX_PATH_LENGTH = 255

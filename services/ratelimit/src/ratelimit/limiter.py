@@ -22,7 +22,7 @@ from meshplate_core.errors import UnavailableError
 from ratelimit.counters import VERSION_KEY, Counters, StaleRulesError
 from ratelimit.domain import (
     DEFAULT_PATH,
-    LOGIN_FAILURES_PATH,
+    LOGIN_ATTEMPTS_PATH,
     Algorithm,
     Decision,
     Limit,
@@ -34,7 +34,9 @@ from ratelimit.storage.rules import RuleStore
 
 log = logging.getLogger(__name__)
 
-_LOGIN_FAILURES = path_key(LOGIN_FAILURES_PATH)
+_LOGIN_ATTEMPTS = path_key(LOGIN_ATTEMPTS_PATH)
+# Subjects remembered as over their limit, at most.
+_MAX_BLOCKED = 100_000
 # Envoy's per-address limit at the edge (see envoy.py).
 _EDGE = path_key("/edge")
 
@@ -58,8 +60,8 @@ class Limiter:
     default_limit: int
     default_period_s: int
     fail_open: bool
-    login_failure_limit: int = 5
-    login_failure_period_s: int = 900
+    login_attempt_limit: int = 10
+    login_attempt_period_s: int = 900
     edge_limit: int = 600
     edge_period_s: int = 60
     stats: LimiterStats = field(default_factory=LimiterStats)
@@ -88,12 +90,12 @@ class Limiter:
     def resolve(self, tier_id: int | None, path: str) -> Limit:
         """The limit governing `path` for a tier: its rule, else the global default."""
         key = path_key(path)
-        if key == _LOGIN_FAILURES:
+        if key == _LOGIN_ATTEMPTS:
             return Limit(
                 None,
                 key,
-                self.login_failure_limit,
-                self.login_failure_period_s,
+                self.login_attempt_limit,
+                self.login_attempt_period_s,
                 Algorithm.SLIDING_WINDOW,
             )
         if key == _EDGE:
@@ -128,8 +130,18 @@ class Limiter:
             self.stats.allowed += 1
         else:
             self.stats.denied += 1
-            self._blocked[counter_key] = (time.monotonic() + decision.retry_after_s, decision)
+            self._remember_blocked(counter_key, decision)
         return decision
+
+    def _remember_blocked(self, counter_key: str, decision: Decision) -> None:
+        now = time.monotonic()
+        if len(self._blocked) >= _MAX_BLOCKED:
+            # Bounded: expired entries go first, and if that is not enough, all of them (they
+            # only save Redis work; Redis still decides).
+            self._blocked = {k: v for k, v in self._blocked.items() if v[0] > now}
+            if len(self._blocked) >= _MAX_BLOCKED:
+                self._blocked.clear()
+        self._blocked[counter_key] = (now + decision.retry_after_s, decision)
 
     async def _count(self, subject: str, tier_id: int | None, path: str, hits: int) -> Decision:
         for _attempt in range(3):

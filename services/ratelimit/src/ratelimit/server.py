@@ -43,8 +43,8 @@ async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Reg
         default_limit=settings.default_limit,
         default_period_s=settings.default_period_s,
         fail_open=settings.fail_open,
-        login_failure_limit=settings.login_failure_limit,
-        login_failure_period_s=settings.login_failure_period_s,
+        login_attempt_limit=settings.login_attempt_limit,
+        login_attempt_period_s=settings.login_attempt_period_s,
         edge_limit=settings.edge_limit,
         edge_period_s=settings.edge_period_s,
     )

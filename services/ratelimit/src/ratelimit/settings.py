@@ -21,9 +21,9 @@ class Settings(GrpcServiceSettings):
     )
     default_limit: int = Field(default=10, ge=1, validation_alias="DEFAULT_RATE_LIMIT_LIMIT")
     default_period_s: int = Field(default=3600, ge=1, validation_alias="DEFAULT_RATE_LIMIT_PERIOD")
-    # Failed logins per (client IP, username) before further attempts get 429.
-    login_failure_limit: int = Field(default=5, ge=1)
-    login_failure_period_s: int = Field(default=900, ge=1)
+    # Login attempts per (client address, username) before further ones get 429.
+    login_attempt_limit: int = Field(default=10, ge=1)
+    login_attempt_period_s: int = Field(default=900, ge=1)
     # Envoy's ShouldRateLimit: the descriptor domain answered, and its per-address edge limit.
     envoy_domain: str = "meshplate"
     edge_limit: int = Field(default=600, ge=1)

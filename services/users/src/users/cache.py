@@ -97,6 +97,7 @@ class ReadCache:
     _flights: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     _distrust_until: float = 0.0
     _last_log: float = 0.0
+    _undelivered: set[str] = field(default_factory=set)
 
     async def read(
         self,
@@ -106,6 +107,8 @@ class ReadCache:
         codec: Codec[T],
     ) -> T:
         """The value under `key` if it is current, else `load()` (once per process), cached."""
+        if self._undelivered:
+            await self.bump()
         if time.monotonic() < self._distrust_until:
             return await load()
         try:
@@ -114,14 +117,19 @@ class ReadCache:
             self._failed("read", exc)
             return await load()
         gens = [int(value or 0) for value in current]
-        if raw is not None:
-            entry = json.loads(raw)
-            if entry["g"] == gens:
-                self.stats.hits += 1
-                return codec.decode(entry["v"])
+        if (hit := self._current(raw, gens)) is not None:
+            self.stats.hits += 1
+            return codec.decode(hit)
         self.stats.misses += 1
 
         async def fill() -> T:
+            # A flight that ended just before this one began may have stored the entry already.
+            try:
+                stored = self._current(await self.redis.get(key), gens)
+            except (RedisError, OSError):
+                stored = None
+            if stored is not None:
+                return codec.decode(stored)
             value = await load()
             try:
                 entry_json = json.dumps({"g": gens, "v": codec.encode(value)})
@@ -133,19 +141,34 @@ class ReadCache:
         # The flight lasts until the entry is stored, so late arrivals find it in Redis.
         return await self._load_once(f"{key}@{gens}", fill)
 
+    @staticmethod
+    def _current(raw: Any, gens: list[int]) -> Any:
+        """The cached value if `raw` is an entry read under exactly these generations."""
+        if raw is None:
+            return None
+        entry = json.loads(raw)
+        return entry["v"] if entry["g"] == gens else None
+
     async def bump(self, *generations: str) -> None:
-        """Invalidate every entry read under these generations (call after the commit)."""
-        if not generations:
+        """Invalidate every entry read under these generations (call after the commit).
+
+        Bumps that could not be delivered are retried with the next read or bump, so other
+        replicas stop serving the old entries as soon as Redis answers again."""
+        pending = self._undelivered | set(generations)
+        if not pending:
             return
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for key in generations:
+                for key in sorted(pending):
                     pipe.incr(key)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed("invalidation", exc)
+            self._undelivered = pending
             # Entries we could not invalidate live at most one TTL: until then, read the database.
             self._distrust_until = time.monotonic() + self.ttl_s
+        else:
+            self._undelivered = set()
 
     async def _load_once(self, flight: str, load: Callable[[], Awaitable[T]]) -> T:
         running = self._flights.get(flight)

@@ -124,9 +124,9 @@ class SessionStore:
 
     async def revoke_user(
         self, conn: AsyncConnection, user_id: int, *, before: datetime, now: datetime
-    ) -> None:
+    ) -> list[str]:
         """Revoke every token of a user issued before `before`, and all their live families
-        (safe to race: the later cut-off wins)."""
+        (safe to race: the later cut-off wins); the ids of the families it revoked."""
         values = _insert(conn)(user_revocation).values(user_id=user_id, revoked_before=before)
         await conn.execute(
             values.on_conflict_do_update(
@@ -135,7 +135,7 @@ class SessionStore:
                 where=user_revocation.c.revoked_before < values.excluded.revoked_before,
             )
         )
-        await conn.execute(
+        revoked = await conn.execute(
             update(refresh_family)
             .where(
                 refresh_family.c.user_id == user_id,
@@ -143,7 +143,9 @@ class SessionStore:
                 refresh_family.c.created_at < before,
             )
             .values(revoked_at=now)
+            .returning(refresh_family.c.id)
         )
+        return [str(row.id) for row in revoked]
 
     async def user_revoked_before(self, conn: AsyncConnection, user_id: int) -> datetime | None:
         """The instant before which every token of the user is revoked, if any."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import grpc
 from fastapi import APIRouter, Cookie, Form, Request, Response
 
 from gateway.deps import AppSettings, Auth, CurrentUser, Limits
@@ -14,8 +13,8 @@ from gateway.settings import Settings
 from meshplate_core.errors import ResourceExhaustedError
 from meshplate_core.tokens import InvalidTokenError
 
-# Failed logins are counted here by the ratelimit service, under a rule of their own.
-LOGIN_FAILURES_PATH = "/api/v1/login/failures"
+# Login attempts are counted here by the ratelimit service, under a rule of their own.
+LOGIN_ATTEMPTS_PATH = "/api/v1/login/attempts"
 
 router = APIRouter(tags=["auth"])
 
@@ -43,21 +42,18 @@ async def login(
     limits: Limits,
     settings: AppSettings,
 ) -> Token:
-    """Log in with a username or e-mail and a password (form fields); repeated failures from one
+    """Log in with a username or e-mail and a password (form fields); too many attempts from one
     address for one username are answered 429 for a while."""
-    client_ip = getattr(request.state, "client_ip", None) or (
-        request.client.host if request.client else ""
+    client_ip: str = request.state.client_ip
+    # Counted before the password is checked, so parallel guesses cannot outrun the count.
+    attempts = await limits.check(
+        f"login:{client_ip}:{username.strip().lower()}", None, LOGIN_ATTEMPTS_PATH
     )
-    subject = f"login:{client_ip}:{username.strip().lower()}"
-    failures = await limits.check(subject, None, LOGIN_FAILURES_PATH, hits=0)
-    if failures.remaining <= 0:
-        raise ResourceExhaustedError("Rate limit exceeded.", retry_after_s=max(1, failures.reset_s))
-    try:
-        access, refresh = await auth.login(username, password, client_ip=client_ip)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() is grpc.StatusCode.UNAUTHENTICATED:
-            await limits.check(subject, None, LOGIN_FAILURES_PATH, hits=1)
-        raise
+    if not attempts.allowed:
+        raise ResourceExhaustedError(
+            "Rate limit exceeded.", retry_after_s=max(1, attempts.retry_after_s)
+        )
+    access, refresh = await auth.login(username, password, client_ip=client_ip)
     _set_refresh_cookie(response, refresh, settings)
     response.headers.update(NO_STORE)
     return Token(access_token=access)

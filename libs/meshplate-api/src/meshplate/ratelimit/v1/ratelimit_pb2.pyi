@@ -98,9 +98,9 @@ class CheckLimitRequest(_message.Message):
     tier_id: _builtins.int
     """The subject's tier, when known; unset uses the global default rule."""
     path: _builtins.str
-    """The concrete request path, such as "/api/v1/alice/posts". The path "/api/v1/login/failures"
-    counts failed logins (subject "login:<ip>:<username>") under a rule of its own
-    (RATELIMIT_LOGIN_FAILURE_LIMIT per RATELIMIT_LOGIN_FAILURE_PERIOD_S).
+    """The concrete request path, such as "/api/v1/alice/posts". The path "/api/v1/login/attempts"
+    counts login attempts (subject "login:<ip>:<username>") under a rule of its own
+    (RATELIMIT_LOGIN_ATTEMPT_LIMIT per RATELIMIT_LOGIN_ATTEMPT_PERIOD_S).
     """
     hits: _builtins.int
     """How many requests to count, usually 1; 0 only reads the state."""
