@@ -36,6 +36,8 @@ class SampleTaskRequested(Event):
 
     task_id: str
     message: str
+    # Who enqueued it (None: an anonymous caller).
+    owner_id: int | None = None
 
 
 class UserRegistered(Event):

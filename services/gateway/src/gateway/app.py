@@ -28,7 +28,7 @@ from gateway.identity import Authenticator
 from gateway.limiting import RateLimitMiddleware
 from gateway.middleware import RequestIdMiddleware
 from gateway.revocations import RevocationList
-from gateway.routes import auth, health, posts, rate_limits, tiers, users
+from gateway.routes import auth, health, posts, rate_limits, tasks, tiers, users
 from gateway.routes.docs import docs_router
 from gateway.settings import Settings
 from meshplate.auth.v1 import auth_pb2
@@ -182,6 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(users.router)
     app.include_router(tiers.router)
     app.include_router(rate_limits.router)
+    app.include_router(tasks.router)
     # Last: its /{username}/... paths must not shadow the fixed ones above.
     app.include_router(posts.router)
     if (docs := docs_router(app, settings.environment)) is not None:

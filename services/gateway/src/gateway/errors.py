@@ -81,7 +81,8 @@ def trailers_dict(exc: DomainError) -> dict[str, str]:
 def domain_error_response(exc: DomainError) -> JSONResponse:
     """The HTTP answer for a domain error raised in the gateway itself (a bad token, say)."""
     code = status_for(exc)
-    detail = str(exc) if code in _SAFE_DETAILS else _FIXED_DETAILS.get(code, str(exc))
+    # A domain error's message is written for callers, whatever its status.
+    detail = str(exc)
     extras = trailers_dict(exc)
     return _answer(code, detail, field=extras.get("field"), retry_after=extras.get("retry-after"))
 

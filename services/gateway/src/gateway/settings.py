@@ -30,6 +30,10 @@ class Settings(ServiceSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     # With the ratelimit service unreachable: admit (true, logged) or answer 503 (false).
     ratelimit_fail_open: bool = True
+    # How long job records stay readable (must match the worker's WORKER_JOB_TTL_S).
+    job_ttl_s: int = Field(
+        default=86400, ge=1, validation_alias=AliasChoices("GATEWAY_JOB_TTL_S", "JOB_TTL_S")
+    )
     # max-age of anonymous reads of public resources.
     client_cache_max_age: int = Field(default=60, ge=0, validation_alias="CLIENT_CACHE_MAX_AGE")
     # Must match auth's AUTH_ISSUER / AUTH_AUDIENCE.

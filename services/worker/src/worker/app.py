@@ -7,15 +7,20 @@ import json
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.redis import RedisBroker
+from redis.asyncio import Redis
 
+from meshplate_core.jobs import JobStore
 from worker.handlers import router
 from worker.settings import Settings
 
 
 def build_broker(settings: Settings) -> RedisBroker:
-    """A Redis broker with every handler subscribed (tests use this directly)."""
+    """A Redis broker with every handler subscribed and their resources in its context (tests
+    use this directly)."""
     broker = RedisBroker(settings.redis_url)
     broker.include_router(router)
+    jobs_redis = Redis.from_url(settings.redis_url)
+    broker.context.set_global("jobs", JobStore(jobs_redis, ttl_s=settings.job_ttl_s))
     return broker
 
 
@@ -36,4 +41,8 @@ def build_app(settings: Settings) -> AsgiFastStream:
             headers={"content-type": "application/json", "cache-control": "no-store"},
         )
 
-    return AsgiFastStream(broker, asgi_routes=[("/health", health)])
+    async def close_jobs() -> None:
+        jobs: JobStore = broker.context.get("jobs")
+        await jobs.close()
+
+    return AsgiFastStream(broker, asgi_routes=[("/health", health)], after_shutdown=[close_jobs])

@@ -19,5 +19,9 @@ class Settings(ServiceSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8001, ge=0, le=65535)
+    # How long job records stay readable after their last change.
+    job_ttl_s: int = Field(
+        default=86400, ge=1, validation_alias=AliasChoices("WORKER_JOB_TTL_S", "JOB_TTL_S")
+    )
     # Deadline of the Redis ping behind /health.
     health_timeout_s: float = Field(default=1.0, gt=0)
