@@ -2,9 +2,11 @@
 
 Modules, each one idea: `settings` (typed configuration), `logging` (JSON lines with the request
 id), `errors` (the domain error hierarchy), `interceptors` and `grpc_server` (the grpc.aio bootstrap),
-`channels` (the client channel factory), `process` (a service's `main`), `events` (the payloads of
-the Redis streams) and `database` (engine and migrations; needs the `db` extra). This package
-re-exports only what is free of any transport, so domain code may import it.
+`channels` (the client channel factory), `process` (a service's `main`), `events`, `streams` and
+`jobs` (the Redis streams: payloads, wire format, consumers, job records), `database`, `runner`
+and `outbox` (needs the `db` extra), `tokens` (the `jwt` extra) and `http_server` (the `http`
+extra). This package re-exports only what is free of any transport, so domain code may import
+it.
 """
 
 from meshplate_core.errors import (
