@@ -8,6 +8,7 @@ async driver is chosen here, so operators never need to know which one we use.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+# SQLite names the columns, not the constraint: "UNIQUE constraint failed: user.email".
+_SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (\w+)\.(\w+)")
 # Any constant works; it only has to be the same for every replica of one service.
 _MIGRATION_LOCK_ID = 0x6D657368
 
@@ -92,3 +96,13 @@ def run_migrations(target_metadata: Any) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def violated_unique(exc: IntegrityError) -> str | None:
+    """The violated unique constraint (`uq_<table>_<first column>`), if that was the cause."""
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    constraint = getattr(cause, "constraint_name", None)  # asyncpg
+    if isinstance(constraint, str):
+        return constraint
+    match = _SQLITE_UNIQUE.search(str(exc.orig))
+    return f"uq_{match[1]}_{match[2]}" if match else None

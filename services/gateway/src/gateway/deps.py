@@ -10,8 +10,9 @@ from redis.asyncio import Redis
 
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
 from gateway.identity import Authenticator
+from gateway.schemas import USERNAME_PATTERN
 from gateway.settings import Settings
-from meshplate_core.errors import PermissionDeniedError
+from meshplate_core.errors import NotFoundError, PermissionDeniedError
 from meshplate_core.tokens import Claims, InvalidTokenError
 
 # Declares the bearer scheme (and the docs' Authorize button); a missing token is ours to judge.
@@ -76,6 +77,13 @@ async def superuser(user: Annotated[Claims, Depends(_current_user)]) -> Claims:
     if not user.is_superuser:
         raise PermissionDeniedError("You do not have enough privileges.")
     return user
+
+
+def plausible_username(username: str) -> str:
+    """The username, if some user could have it; 404 without a call otherwise."""
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise NotFoundError("User not found")
+    return username
 
 
 def require_owner(user: Claims, owner_id: int) -> None:

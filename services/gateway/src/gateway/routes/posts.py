@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from gateway.deps import CurrentUser, Superuser, Users
+from gateway.deps import CurrentUser, Superuser, Users, plausible_username
 from gateway.schemas import (
-    USERNAME_PATTERN,
     Message,
     Page,
     PageParams,
@@ -17,36 +16,31 @@ from gateway.schemas import (
     PostUpdate,
     page_params,
 )
-from meshplate_core.errors import NotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["posts"])
 Pages = Annotated[PageParams, Depends(page_params)]
 
 
-def _known_shape(username: str) -> str:
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise NotFoundError("User not found")
-    return username
-
-
 @router.post("/{username}/post", status_code=status.HTTP_201_CREATED)
 async def create_post(username: str, body: PostCreate, user: CurrentUser, users: Users) -> PostRead:
     """Write a post as `username` (oneself, or anyone for a superuser)."""
-    author = await users.get_user(username=_known_shape(username))
+    author = await users.get_user(username=plausible_username(username))
     return await users.create_post(user, author.id, body)
 
 
 @router.get("/{username}/posts")
 async def read_posts(username: str, users: Users, pages: Pages) -> Page[PostRead]:
     """A user's posts, newest first, a page at a time."""
-    data, total = await users.list_posts(_known_shape(username), pages.page, pages.items_per_page)
+    data, total = await users.list_posts(
+        plausible_username(username), pages.page, pages.items_per_page
+    )
     return pages.of(data, total)
 
 
 @router.get("/{username}/post/{post_id}")
 async def read_post(username: str, post_id: int, users: Users) -> PostRead:
     """One post of a user (404 when it is someone else's)."""
-    return await users.get_post(post_id, _known_shape(username))
+    return await users.get_post(post_id, plausible_username(username))
 
 
 @router.patch("/{username}/post/{post_id}")
@@ -54,19 +48,19 @@ async def update_post(
     username: str, post_id: int, body: PostUpdate, user: CurrentUser, users: Users
 ) -> Message:
     """Change one's own post (or, as a superuser, anyone's)."""
-    await users.update_post(user, post_id, _known_shape(username), body)
+    await users.update_post(user, post_id, plausible_username(username), body)
     return Message(message="Post updated")
 
 
 @router.delete("/{username}/post/{post_id}")
 async def delete_post(username: str, post_id: int, user: CurrentUser, users: Users) -> Message:
     """Delete one's own post (soft)."""
-    await users.delete_post(user, post_id, _known_shape(username), hard=False)
+    await users.delete_post(user, post_id, plausible_username(username), hard=False)
     return Message(message="Post deleted")
 
 
 @router.delete("/{username}/db_post/{post_id}")
 async def erase_post(username: str, post_id: int, admin: Superuser, users: Users) -> Message:
     """Remove a post from the database."""
-    await users.delete_post(admin, post_id, _known_shape(username), hard=True)
+    await users.delete_post(admin, post_id, plausible_username(username), hard=True)
     return Message(message="Post deleted from the database")

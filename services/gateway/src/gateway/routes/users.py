@@ -13,10 +13,10 @@ from gateway.deps import (
     Superuser,
     Users,
     may_see_email,
+    plausible_username,
     require_owner,
 )
 from gateway.schemas import (
-    USERNAME_PATTERN,
     Message,
     Page,
     PageParams,
@@ -27,7 +27,6 @@ from gateway.schemas import (
     UserUpdate,
     page_params,
 )
-from meshplate_core.errors import NotFoundError
 from meshplate_core.tokens import Claims
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
@@ -37,10 +36,10 @@ Pages = Annotated[PageParams, Depends(page_params)]
 async def read_user_or_404(
     users: Users, username: str, *, include_deleted: bool = False
 ) -> UserRead:
-    if not USERNAME_PATTERN.fullmatch(username):
-        # No user can have such a name: answer without a call.
-        raise NotFoundError("User not found")
-    return await users.get_user(username=username, include_deleted=include_deleted)
+    """A user by name; a name no user can have is 404 without a call."""
+    return await users.get_user(
+        username=plausible_username(username), include_deleted=include_deleted
+    )
 
 
 def _shown(user: UserRead, viewer: Claims | None) -> UserRead:

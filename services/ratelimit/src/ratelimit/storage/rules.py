@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +9,7 @@ from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from meshplate_core.database import violated_unique
 from ratelimit.domain import Algorithm, Rule, RuleNotFoundError, RuleTakenError
 from ratelimit.storage.tables import rule
 
@@ -27,13 +27,6 @@ def to_rule(row: Row[Any]) -> Rule:
     )
 
 
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    cause = exc.orig.__cause__ if exc.orig is not None else None
-    if getattr(cause, "sqlstate", None) == "23505":  # asyncpg
-        return True
-    return bool(re.search(r"UNIQUE constraint failed", str(exc.orig)))
-
-
 class RuleStore:
     """Reads and writes rules."""
 
@@ -44,7 +37,7 @@ class RuleStore:
             async with conn.begin_nested():
                 row = (await conn.execute(statement)).one()
         except IntegrityError as exc:
-            if _is_unique_violation(exc):
+            if violated_unique(exc) is not None:
                 raise RuleTakenError() from None
             raise
         return to_rule(row)
@@ -91,7 +84,7 @@ class RuleStore:
             async with conn.begin_nested():
                 row = (await conn.execute(statement)).one_or_none()
         except IntegrityError as exc:
-            if _is_unique_violation(exc):
+            if violated_unique(exc) is not None:
                 raise RuleTakenError() from None
             raise
         if row is None:

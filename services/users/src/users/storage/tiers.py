@@ -8,8 +8,8 @@ from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from meshplate_core.database import violated_unique
 from users.domain import PageRequest, Tier, TierInUseError, TierNameTakenError, TierNotFoundError
-from users.storage.errors import violated_unique
 from users.storage.tables import tier
 from users.storage.users import utc
 

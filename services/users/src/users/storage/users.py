@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from meshplate_core.database import violated_unique
 from users.domain import (
     EmailTakenError,
     PageRequest,
@@ -23,7 +24,6 @@ from users.domain import (
     UsernameTakenError,
     UserNotFoundError,
 )
-from users.storage.errors import violated_unique
 from users.storage.tables import now, tier, user
 
 _TAKEN = {"uq_user_username": UsernameTakenError, "uq_user_email": EmailTakenError}
