@@ -1,6 +1,7 @@
 # Thin task runner: every recipe is a few commands; longer ones live in scripts/.
 UV_VERSION := 0.13.8
-UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+# An absolute path: recipes that cd elsewhere (buf in protos/) still find it.
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --no-sync
 BUF := $(RUN) buf
 SVC ?=

@@ -3,57 +3,105 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from email.message import Message
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as redis
+from sqlalchemy import text
 
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
+from meshplate_testing.smtp import Mailbox, smtp_server
 
 from .conftest import Stack, serve_gateway
-from .identity import ann_bob_and_root
+from .identity import ann_bob_and_root, sign_up
+
+StartWorker = Callable[..., Awaitable[ServiceProcess]]
 
 
 @pytest.fixture
-async def worker(flushed_redis: str) -> AsyncIterator[ServiceProcess]:
-    """A worker process on the stack's Redis."""
-    process = ServiceProcess(
-        "worker", env={"WORKER_REDIS_URL": flushed_redis, "WORKER_HTTP_PORT": str(free_port())}
-    )
-    await process.start()
-    await process.wait_for_log(lambda line: "Uvicorn running" in line["msg"], timeout_s=20)
-    yield process
-    await process.terminate(timeout_s=15)
+def mailbox() -> Iterator[Mailbox]:
+    """The SMTP server the worker sends through."""
+    with smtp_server() as box:
+        yield box
+
+
+@pytest.fixture
+async def start_worker(stack: Stack, mailbox: Mailbox) -> AsyncIterator[StartWorker]:
+    """Starts a worker process on the stack's Redis, auth and users, sending to `mailbox`."""
+    started: list[ServiceProcess] = []
+
+    async def start(**env: str) -> ServiceProcess:
+        process = ServiceProcess(
+            "worker",
+            env={
+                "WORKER_REDIS_URL": stack.gateway_settings.redis_url,
+                "WORKER_HTTP_PORT": str(free_port()),
+                "WORKER_AUTH_ADDR": f"127.0.0.1:{stack.ports['auth']}",
+                "WORKER_USERS_ADDR": f"127.0.0.1:{stack.ports['users']}",
+                "WORKER_SMTP_PORT": str(mailbox.port),
+                "WORKER_SAMPLE_TASK_S": "0.3",
+                "WORKER_PURGE_INTERVAL_S": "0",
+                "WORKER_REPORT_INTERVAL_S": "0",
+                **{f"WORKER_{name.upper()}": value for name, value in env.items()},
+            },
+        )
+        started.append(process)
+        await process.start()
+        await process.wait_for_log(lambda line: "Uvicorn running" in line["msg"], timeout_s=20)
+        return process
+
+    yield start
+    for process in started:
+        await process.terminate(timeout_s=15)
+
+
+@pytest.fixture
+async def worker(start_worker: StartWorker) -> ServiceProcess:
+    """One worker process with the default schedules off."""
+    return await start_worker()
+
+
+async def _statuses(
+    client: httpx.AsyncClient, task_id: str, **kwargs: Any
+) -> tuple[list[str], dict[str, Any]]:
+    """Every status seen while polling, and the final record."""
+    seen: list[str] = []
+    async with asyncio.timeout(15):
+        while True:
+            response = await client.get(f"/api/v1/tasks/task/{task_id}", **kwargs)
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            if not seen or seen[-1] != body["status"]:
+                seen.append(body["status"])
+            if body["status"] in ("succeeded", "dead"):
+                return seen, body
+            await asyncio.sleep(0.02)
 
 
 async def _finished(client: httpx.AsyncClient, task_id: str, **kwargs: Any) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        while True:
-            body: dict[str, Any] = (
-                await client.get(f"/api/v1/tasks/task/{task_id}", **kwargs)
-            ).json()
-            if body["status"] in ("succeeded", "dead"):
-                return body
-            await asyncio.sleep(0.05)
+    return (await _statuses(client, task_id, **kwargs))[1]
 
 
-async def test_a_task_runs_and_its_status_shows_the_result(
-    stack: Stack, worker: ServiceProcess
+async def test_a_task_is_queued_until_a_worker_takes_it(
+    stack: Stack, start_worker: StartWorker
 ) -> None:
     async with stack.client() as client:
         created = await client.post("/api/v1/tasks/task", params={"message": "hello"})
-        first = (await client.get(f"/api/v1/tasks/task/{created.json()['id']}")).json()
-        done = await _finished(client, created.json()["id"])
+        task_id = created.json()["id"]
+        queued = (await client.get(f"/api/v1/tasks/task/{task_id}")).json()
+        await start_worker()
+        seen, done = await _statuses(client, task_id)
 
     assert created.status_code == 201
-    assert first["status"] in ("queued", "running", "succeeded")
-    assert (done["status"], done["result"], done["attempts"]) == (
-        "succeeded",
-        "Task hello is complete!",
-        1,
-    )
+    assert (queued["status"], queued["attempts"], queued["started_at"]) == ("queued", 0, None)
+    assert seen == ["queued", "running", "succeeded"]
+    assert (done["result"], done["error"], done["attempts"]) == ("Task hello is complete!", None, 1)
     assert done["enqueued_at"] <= done["started_at"] <= done["finished_at"]
 
 
@@ -72,6 +120,88 @@ async def test_a_users_task_is_theirs_and_a_superusers_to_see(
 
     assert seen == {"ann": 200, "bob": 404, "root": 200}
     assert anonymous == 404
+
+
+async def test_sign_up_sends_exactly_one_welcome_email(
+    stack: Stack, worker: ServiceProcess, mailbox: Mailbox
+) -> None:
+    async with stack.client() as client:
+        ann = await sign_up(client, "ann", "ann@example.com")
+        async with asyncio.timeout(15):
+            while not _to(mailbox, "ann@example.com"):
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(1)  # time enough for a duplicate to arrive
+
+    [message] = _to(mailbox, "ann@example.com")
+    assert message["To"] == f"{ann['name']} <ann@example.com>"
+    assert message["Subject"] == "Welcome to Meshplate"
+
+
+async def test_the_scheduled_cleanup_purges_expired_tokens_through_auth(
+    stack: Stack, start_worker: StartWorker
+) -> None:
+    expired = datetime.now(UTC) - timedelta(days=1)
+    async with stack.engines["auth"].begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO revocation (jti, user_id, revoked_at, expires_at) "
+                "VALUES ('old', 1, :at, :at)"
+            ),
+            {"at": expired},
+        )
+    await start_worker(purge_interval_s="1")
+    async with stack.client() as client:
+        who = await ann_bob_and_root(client)
+        job_id = await _system_job("purge-expired", stack)
+        done = await _finished(client, job_id, headers=who["root"])
+        hidden = {
+            name: (await client.get(f"/api/v1/tasks/task/{job_id}", headers=who[name])).status_code
+            for name in ("ann", "bob")
+        }
+    async with stack.engines["auth"].connect() as conn:
+        left = (await conn.execute(text("SELECT count(*) FROM revocation"))).scalar_one()
+
+    assert done["status"] == "succeeded"
+    assert done["result"].startswith("removed 1 revocations")
+    assert left == 0
+    assert hidden == {"ann": 404, "bob": 404}
+
+
+async def test_the_users_by_tier_report_reads_the_users_service(
+    stack: Stack, start_worker: StartWorker
+) -> None:
+    async with stack.client() as client:
+        who = await ann_bob_and_root(client)
+        tier = await client.post("/api/v1/tier", json={"name": "pro"}, headers=who["root"])
+        assert tier.status_code == 201, tier.text
+        moved = await client.patch(
+            "/api/v1/user/ann/tier", json={"tier_id": tier.json()["id"]}, headers=who["root"]
+        )
+        assert moved.status_code == 200, moved.text
+        await start_worker(report_interval_s="1")
+        job_id = await _system_job("users-by-tier-report", stack)
+        done = await _finished(client, job_id, headers=who["root"])
+
+    assert done["status"] == "succeeded"
+    report = json.loads(done["result"])
+    assert report["users"] == 3
+    assert report["by_tier"]["pro"] == 1
+    assert sum(report["by_tier"].values()) == 3
+
+
+def _to(mailbox: Mailbox, address: str) -> list[Message]:
+    return [message for message in mailbox.messages if address in message["To"]]
+
+
+async def _system_job(name: str, stack: Stack) -> str:
+    """The id of the first scheduled `name` job."""
+    async with redis.Redis.from_url(stack.gateway_settings.redis_url) as client:
+        async with asyncio.timeout(15):
+            while True:
+                keys = [key async for key in client.scan_iter(f"tasks:job:{name}-*")]
+                if keys:
+                    return str(keys[0].decode().removeprefix("tasks:job:"))
+                await asyncio.sleep(0.05)
 
 
 async def test_unknown_tasks_are_404(stack: Stack) -> None:

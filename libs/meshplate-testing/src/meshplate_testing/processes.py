@@ -102,6 +102,13 @@ class ServiceProcess:
             await self._process.wait()
             raise
 
+    async def kill(self) -> int:
+        """Send SIGKILL (a crash: no clean-up runs) and return once the process is gone."""
+        assert self._process is not None
+        if self._process.returncode is None:
+            self._process.kill()
+        return await self.wait(timeout_s=10)
+
     def output(self) -> str:
         """The last lines the process printed, for assertion messages."""
         return "\n".join(self.raw[-40:])

@@ -1,4 +1,5 @@
-"""`python -m worker`: consume the job streams and serve /health (uvicorn runs the lifespan)."""
+"""`python -m worker`: consume the job streams, run the schedules, serve /health (uvicorn runs
+the lifespan)."""
 
 from meshplate_core.http_server import serve_http
 from meshplate_core.process import load_settings

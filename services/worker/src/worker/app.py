@@ -1,48 +1,185 @@
-"""The worker's composition root: the broker with its handlers, and the app with /health."""
+"""The worker's composition root: the job kinds, their subscribers, the scheduler, /health."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
-from faststream.redis import RedisBroker
+from faststream.redis import RedisBroker, RedisRouter
 from redis.asyncio import Redis
 
 from meshplate_core.jobs import JobStore
-from worker.handlers import router
+from meshplate_core.streams import ensure_group
+from worker.clients import AUTH_SERVICE, USERS_SERVICE, AuthCalls, Peer, UsersCalls
+from worker.delivery import Deliveries, RetryPolicy
+from worker.kind import JobKind
+from worker.kinds.purge import PurgeRequested, purge_expired
+from worker.kinds.report import ReportRequested, users_by_tier
+from worker.kinds.sample import sample_task
+from worker.kinds.welcome import welcome_email
+from worker.mail import Mailer, Relay
+from worker.schedule import Schedule, Scheduler
 from worker.settings import Settings
+from worker.subscriptions import subscribe
+
+log = logging.getLogger(__name__)
 
 
-def build_broker(settings: Settings) -> RedisBroker:
-    """A Redis broker with every handler subscribed and their resources in its context (tests
-    use this directly)."""
-    broker = RedisBroker(settings.redis_url)
+@dataclass
+class Worker:
+    """Everything one worker process runs, with the hooks that start and stop it."""
+
+    broker: RedisBroker
+    jobs: JobStore
+    kinds: list[JobKind[Any]]
+    scheduler: Scheduler
+    close: Callable[[], Awaitable[None]]
+
+
+def mailer(settings: Settings) -> Mailer:
+    """The SMTP relay of the settings."""
+    return Mailer(
+        Relay(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            tls=settings.smtp_tls,
+            sender=settings.smtp_sender,
+            timeout_s=settings.smtp_timeout_s,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None
+            ),
+        )
+    )
+
+
+def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = None) -> Worker:
+    """The broker with a reading and a claiming subscriber per job kind, and the scheduler
+    (`extra_kinds`: more kinds beside the built-in ones, for tests of the delivery rules)."""
+    jobs = JobStore(Redis.from_url(settings.redis_url), ttl_s=settings.job_ttl_s)
+    auth = Peer(settings.auth_addr, AUTH_SERVICE, timeout_s=settings.rpc_timeout_s)
+    users = Peer(settings.users_addr, USERS_SERVICE, timeout_s=settings.rpc_timeout_s)
+    kinds: list[JobKind[Any]] = [
+        sample_task(work_s=settings.sample_task_s),
+        welcome_email(mailer(settings)),
+        purge_expired(AuthCalls(auth)),
+        users_by_tier(UsersCalls(users)),
+        *(extra_kinds or ()),
+    ]
+    deliveries = Deliveries(
+        jobs,
+        RetryPolicy(
+            max_deliveries=settings.max_deliveries,
+            backoff_s=settings.retry_backoff_s,
+            backoff_max_s=settings.retry_backoff_max_s,
+        ),
+        consumer=settings.consumer,
+        claim_idle_s=settings.claim_idle_s,
+    )
+    broker = RedisBroker(
+        settings.redis_url,
+        # In-flight jobs get most of the grace period; the rest is for handing back and closing.
+        graceful_timeout=settings.shutdown_grace_s * 0.7,
+        # Our JSON lines; FastStream's per-message "Received"/"Processed" only at DEBUG.
+        logger=logging.getLogger("faststream.broker"),
+        log_level=logging.DEBUG,
+    )
+    router = RedisRouter()
+    for kind in kinds:
+        subscribe(
+            router,
+            kind,
+            deliveries,
+            consumer=settings.consumer,
+            concurrency=settings.concurrency,
+            claim_idle_s=settings.claim_idle_s,
+            claim_interval_s=settings.claim_interval_s,
+        )
     broker.include_router(router)
-    jobs_redis = Redis.from_url(settings.redis_url)
-    broker.context.set_global("jobs", JobStore(jobs_redis, ttl_s=settings.job_ttl_s))
-    return broker
+    scheduler = Scheduler(
+        jobs,
+        [
+            Schedule(
+                "purge-expired", settings.purge_interval_s, lambda id_: PurgeRequested(event_id=id_)
+            ),
+            Schedule(
+                "users-by-tier-report",
+                settings.report_interval_s,
+                lambda id_: ReportRequested(event_id=id_),
+            ),
+        ],
+    )
+
+    async def close() -> None:
+        await jobs.close()
+        await auth.close()
+        await users.close()
+
+    return Worker(broker=broker, jobs=jobs, kinds=kinds, scheduler=scheduler, close=close)
+
+
+async def create_groups(worker: Worker) -> None:
+    """Every kind's consumer group, at the start of its stream (before the subscribers start)."""
+    for kind in worker.kinds:
+        await ensure_group(worker.jobs.redis, kind.stream, kind.name)
 
 
 def build_app(settings: Settings) -> AsgiFastStream:
-    """The worker process: the broker, started and stopped by the ASGI lifespan, and /health."""
-    broker = build_broker(settings)
+    """The worker process: the broker and the scheduler, started and stopped by the ASGI
+    lifespan; /health (alive) and /health/ready (Redis answers)."""
+    worker = build_worker(settings)
+    scheduling: list[asyncio.Task[None]] = []
 
     @get(include_in_schema=False)
-    async def health(scope: Scope) -> AsgiResponse:
-        healthy = await broker.ping(settings.health_timeout_s)
+    async def alive(scope: Scope) -> AsgiResponse:
+        return _json({"status": "healthy"}, 200)
+
+    @get(include_in_schema=False)
+    async def ready(scope: Scope) -> AsgiResponse:
+        healthy = await worker.broker.ping(settings.health_timeout_s)
         body = {
             "status": "healthy" if healthy else "unhealthy",
             "checks": {"redis": "ok" if healthy else "unavailable"},
         }
-        return AsgiResponse(
-            json.dumps(body).encode(),
-            status_code=200 if healthy else 503,
-            headers={"content-type": "application/json", "cache-control": "no-store"},
+        return _json(body, 200 if healthy else 503)
+
+    async def prepare() -> None:
+        await create_groups(worker)
+        log.info(
+            "consuming %s",
+            ", ".join(f"{kind.stream} ({kind.name})" for kind in worker.kinds),
+            extra={"consumer": settings.consumer},
         )
 
-    async def close_jobs() -> None:
-        jobs: JobStore = broker.context.get("jobs")
-        await jobs.close()
+    async def start_scheduler() -> None:
+        scheduling.append(asyncio.create_task(worker.scheduler.run()))
 
-    return AsgiFastStream(broker, asgi_routes=[("/health", health)], after_shutdown=[close_jobs])
+    async def stop_scheduler() -> None:
+        worker.scheduler.stop()
+        for task in scheduling:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return AsgiFastStream(
+        worker.broker,
+        asgi_routes=[("/health", alive), ("/health/ready", ready)],
+        on_startup=[prepare],
+        after_startup=[start_scheduler],
+        on_shutdown=[stop_scheduler],
+        after_shutdown=[worker.close],
+    )
+
+
+def _json(body: dict[str, Any], status: int) -> AsgiResponse:
+    return AsgiResponse(
+        json.dumps(body).encode(),
+        status_code=status,
+        headers={"content-type": "application/json", "cache-control": "no-store"},
+    )

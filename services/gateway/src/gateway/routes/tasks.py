@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 from gateway.deps import AppSettings, OptionalUser, RedisClient
 from meshplate_core.errors import NotFoundError, UnavailableError
 from meshplate_core.events import SampleTaskRequested
-from meshplate_core.jobs import JobStore, Status
+from meshplate_core.jobs import Job, JobStore, Status
+from meshplate_core.tokens import Claims
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -66,10 +67,16 @@ async def read_task(
         job = await JobStore(redis, ttl_s=settings.job_ttl_s).get(task_id)
     except (RedisError, OSError):
         raise UnavailableError("Queue is not available") from None
-    visible = job is not None and (
-        job.owner_id is None
-        or (user is not None and (user.user_id == job.owner_id or user.is_superuser))
-    )
-    if job is None or not visible:
+    if job is None or not _visible(job, user):
         raise NotFoundError("Task not found")
-    return TaskRead(**job.model_dump(exclude={"owner_id"}))
+    return TaskRead(**job.model_dump(exclude={"owner_id", "system"}))
+
+
+def _visible(job: Job, user: Claims | None) -> bool:
+    """Anyone's job to anyone, a user's to that user, the system's (cleanup, reports) to
+    superusers; superusers see everything."""
+    if user is not None and user.is_superuser:
+        return True
+    if job.system:
+        return False
+    return job.owner_id is None or (user is not None and user.user_id == job.owner_id)

@@ -1,0 +1,1 @@
+"""The worker's job kinds, one module each."""

@@ -1,0 +1,257 @@
+"""The delivery rules on a real broker and real Redis: retries with back-off, the dead-letter
+stream, idempotency, malformed entries, reclaiming what a dead consumer left pending."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import redis.asyncio as redis
+
+from meshplate_core.events import Event
+from meshplate_core.jobs import Job, JobStore
+from meshplate_core.streams import encode
+from worker.app import Worker, build_worker, create_groups
+from worker.kind import JobKind
+from worker.outcomes import PermanentError
+from worker.settings import Settings
+
+
+class Chore(Event):
+    """A test job kind's event."""
+
+    STREAM: ClassVar[str] = "test.chores"
+
+    job: str
+
+
+def settings(redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "consumer": "test-a",
+        "max_deliveries": 3,
+        "retry_backoff_s": 0.1,
+        "retry_backoff_max_s": 1.0,
+        "claim_idle_s": 0.3,
+        "claim_interval_s": 0.05,
+        "sample_task_s": 0,
+        "purge_interval_s": 0,
+        "report_interval_s": 0,
+        "shutdown_grace_s": 2,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
+
+
+def chore_kind(run: Callable[[Chore], Any]) -> JobKind[Chore]:
+    return JobKind(name="chore", model=Chore, run=run, job_id=lambda chore: chore.job)
+
+
+@asynccontextmanager
+async def running(redis_url: str, *kinds: JobKind[Any], **overrides: Any) -> AsyncIterator[Worker]:
+    worker = build_worker(settings(redis_url, **overrides), list(kinds))
+    await create_groups(worker)
+    await worker.broker.start()
+    try:
+        yield worker
+    finally:
+        await worker.broker.stop()
+        await worker.close()
+
+
+async def until_finished(jobs: JobStore, job_id: str, *, timeout_s: float = 10) -> Job:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            job = await jobs.get(job_id)
+            if job is not None and job.status in ("succeeded", "dead"):
+                return job
+            await asyncio.sleep(0.02)
+
+
+async def enqueue(client: redis.Redis, *chores: Chore) -> None:
+    for chore in chores:
+        await client.xadd(Chore.STREAM, encode(chore))  # type: ignore[arg-type]
+
+
+async def pending(client: redis.Redis, stream: str, group: str) -> int:
+    info = await client.xpending(stream, group)
+    return int(info["pending"])
+
+
+async def test_fails_twice_then_succeeds_with_three_attempts(flushed_redis: str) -> None:
+    calls: list[float] = []
+
+    async def flaky(_chore: Chore) -> str:
+        calls.append(asyncio.get_running_loop().time())
+        if len(calls) < 3:
+            raise ConnectionError(f"try {len(calls)} failed")
+        return "done"
+
+    async with running(flushed_redis, chore_kind(flaky)) as worker:
+        await enqueue(worker.jobs.redis, Chore(job="j1"))
+        job = await until_finished(worker.jobs, "j1")
+        left = await pending(worker.jobs.redis, Chore.STREAM, "chore")
+
+    assert (job.status, job.attempts, job.result, job.error) == ("succeeded", 3, "done", None)
+    assert left == 0
+    # Back-off: at least 0.1 s, then 0.2 s, and never sooner than the claim idle time (0.3 s).
+    gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
+    assert all(gap >= 0.3 for gap in gaps), gaps
+
+
+async def test_a_failed_attempt_shows_failed_with_its_error_until_the_retry(
+    flushed_redis: str,
+) -> None:
+    async def failing(_chore: Chore) -> str:
+        raise ValueError("the printer is on fire")
+
+    async with running(
+        flushed_redis, chore_kind(failing), retry_backoff_s=5, retry_backoff_max_s=5
+    ) as worker:
+        await enqueue(worker.jobs.redis, Chore(job="j1"))
+        async with asyncio.timeout(5):
+            while (job := await worker.jobs.get("j1")) is None or job.status != "failed":
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.8)  # claimed (idle 0.3 s) more than once: still waiting
+        later = await worker.jobs.get("j1")
+
+    assert (job.attempts, job.error) == (1, "ValueError: the printer is on fire")
+    assert later is not None
+    assert (later.status, later.attempts) == ("failed", 1)
+
+
+async def test_always_failing_is_dead_on_the_dead_letter_stream_with_its_last_error(
+    flushed_redis: str,
+) -> None:
+    attempts = 0
+
+    async def failing(_chore: Chore) -> str:
+        nonlocal attempts
+        attempts += 1
+        raise TimeoutError(f"attempt {attempts} timed out")
+
+    chore = Chore(job="j1")
+    async with running(flushed_redis, chore_kind(failing)) as worker:
+        await enqueue(worker.jobs.redis, chore)
+        job = await until_finished(worker.jobs, "j1")
+        await asyncio.sleep(0.5)  # nothing runs it again
+        dead: Any = await worker.jobs.redis.xrange("worker.dead.chore")
+        left = await pending(worker.jobs.redis, Chore.STREAM, "chore")
+
+    assert (job.status, job.attempts, job.error) == ("dead", 3, "TimeoutError: attempt 3 timed out")
+    assert job.finished_at is not None
+    assert attempts == 3
+    assert left == 0
+    [(_id, fields)] = dead
+    assert fields[b"dead.error"] == b"TimeoutError: attempt 3 timed out"
+    assert fields[b"dead.attempts"] == b"3"
+    assert (fields[b"dead.stream"], fields[b"dead.group"]) == (b"test.chores", b"chore")
+    assert fields[b"__data__"] == encode(chore)["__data__"].encode()
+
+
+async def test_a_permanent_error_is_dead_at_once(flushed_redis: str) -> None:
+    async def refusing(_chore: Chore) -> str:
+        raise PermanentError("no such mailbox")
+
+    async with running(flushed_redis, chore_kind(refusing)) as worker:
+        await enqueue(worker.jobs.redis, Chore(job="j1"))
+        job = await until_finished(worker.jobs, "j1")
+
+    assert (job.status, job.attempts, job.error) == ("dead", 1, "no such mailbox")
+
+
+async def test_a_redelivered_event_is_not_run_again(flushed_redis: str) -> None:
+    runs: list[str] = []
+
+    async def once(chore: Chore) -> str:
+        runs.append(chore.job)
+        return "ok"
+
+    chore = Chore(job="j1")
+    async with running(flushed_redis, chore_kind(once)) as worker:
+        await enqueue(worker.jobs.redis, chore)
+        await until_finished(worker.jobs, "j1")
+        # The same event again, as a publisher retrying after a lost reply would add it.
+        await enqueue(worker.jobs.redis, chore, Chore(job="j2"))
+        await until_finished(worker.jobs, "j2")
+        async with asyncio.timeout(5):
+            while await pending(worker.jobs.redis, Chore.STREAM, "chore"):
+                await asyncio.sleep(0.02)
+        job = await worker.jobs.get("j1")
+
+    assert runs == ["j1", "j2"]
+    assert job is not None
+    assert (job.status, job.attempts) == ("succeeded", 1)
+
+
+async def test_a_malformed_entry_goes_to_the_dead_letter_stream(flushed_redis: str) -> None:
+    async def never(_chore: Chore) -> str:
+        raise AssertionError("not a chore")
+
+    async with running(flushed_redis, chore_kind(never)) as worker:
+        client = worker.jobs.redis
+        await client.xadd(Chore.STREAM, {"__data__": '{"data": "{\\"nope\\": 1}"}'})
+        await client.xadd(Chore.STREAM, {"garbage": "x"})
+        async with asyncio.timeout(5):
+            while await client.xlen("worker.dead.chore") < 2:
+                await asyncio.sleep(0.02)
+        left = await pending(client, Chore.STREAM, "chore")
+        dead: Any = await client.xrange("worker.dead.chore")
+
+    assert left == 0
+    assert all(fields[b"dead.error"].startswith(b"malformed entry") for _id, fields in dead)
+
+
+async def test_entries_left_pending_by_a_dead_consumer_are_reclaimed(flushed_redis: str) -> None:
+    async def fine(chore: Chore) -> str:
+        return f"done by {chore.job}"
+
+    async with redis.Redis.from_url(flushed_redis) as client:
+        await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
+        await enqueue(client, Chore(job="j1"))
+        # A consumer that read the entry and died.
+        await client.xreadgroup("chore", "dead-consumer", {Chore.STREAM: ">"})
+    async with running(flushed_redis, chore_kind(fine)) as worker:
+        job = await until_finished(worker.jobs, "j1")
+        owners = await worker.jobs.redis.xinfo_consumers(Chore.STREAM, "chore")
+
+    assert (job.status, job.result) == ("succeeded", "done by j1")
+    assert {o["name"]: o["pending"] for o in owners}[b"dead-consumer"] == 0
+
+
+async def test_jobs_enqueued_before_any_worker_ran_are_read(flushed_redis: str) -> None:
+    async def fine(_chore: Chore) -> str:
+        return "ok"
+
+    async with redis.Redis.from_url(flushed_redis) as client:
+        await enqueue(client, Chore(job="early"))
+    async with running(flushed_redis, chore_kind(fine)) as worker:
+        job = await until_finished(worker.jobs, "early")
+    # A second process joining the existing group reads new entries too.
+    async with running(flushed_redis, chore_kind(fine), consumer="test-b") as worker:
+        await enqueue(worker.jobs.redis, Chore(job="late"))
+        late = await until_finished(worker.jobs, "late")
+
+    assert (job.status, late.status) == ("succeeded", "succeeded")
+
+
+async def test_long_jobs_keep_their_entry_from_being_claimed(flushed_redis: str) -> None:
+    runs = 0
+
+    async def slow(_chore: Chore) -> str:
+        nonlocal runs
+        runs += 1
+        await asyncio.sleep(1.2)  # four claim idle times
+        return "ok"
+
+    async with (
+        running(flushed_redis, chore_kind(slow)) as first,
+        running(flushed_redis, chore_kind(slow), consumer="test-b"),
+    ):
+        await enqueue(first.jobs.redis, Chore(job="j1"))
+        job = await until_finished(first.jobs, "j1")
+
+    assert (job.status, job.attempts, runs) == ("succeeded", 1, 1)

@@ -1,0 +1,84 @@
+"""The welcome e-mail through a real SMTP server (aiosmtpd): once per event, retried while the
+relay defers, dead when it refuses for good."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from meshplate_core.events import UserRegistered
+from meshplate_core.streams import encode
+from meshplate_testing.servers import free_port
+from meshplate_testing.smtp import Mailbox, smtp_server
+
+from .test_delivery import running, until_finished
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    with smtp_server() as box:
+        yield box
+
+
+def ann() -> UserRegistered:
+    return UserRegistered(user_id=7, username="ann", name="Ann Lee", email="ann@example.com")
+
+
+async def test_one_welcome_email_per_event_even_when_delivered_twice(
+    flushed_redis: str, mailbox: Mailbox
+) -> None:
+    event = ann()
+    async with running(flushed_redis, smtp_port=mailbox.port) as worker:
+        for _ in range(2):
+            await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
+        await asyncio.sleep(0.5)
+
+    [message] = mailbox.messages
+    assert message["To"] == "Ann Lee <ann@example.com>"
+    assert message["Subject"] == "Welcome to Meshplate"
+    assert message["Message-ID"] == f"<{event.event_id}@meshplate>"
+    assert "@ann" in message.get_payload()
+    assert (job.status, job.attempts, job.owner_id) == ("succeeded", 1, 7)
+
+
+async def test_a_deferring_relay_is_retried(flushed_redis: str, mailbox: Mailbox) -> None:
+    mailbox.refuse(451, times=2)
+    event = ann()
+    async with running(flushed_redis, smtp_port=mailbox.port) as worker:
+        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
+
+    assert (job.status, job.attempts) == ("succeeded", 3)
+    assert (len(mailbox.messages), mailbox.refused) == (1, 2)
+
+
+async def test_a_refused_address_is_dead_at_once(flushed_redis: str, mailbox: Mailbox) -> None:
+    mailbox.refuse(550)
+    event = ann()
+    async with running(flushed_redis, smtp_port=mailbox.port) as worker:
+        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
+        dead: Any = await worker.jobs.redis.xrange("worker.dead.welcome-email")
+
+    assert (job.status, job.attempts) == ("dead", 1)
+    assert job.error is not None
+    assert job.error.startswith("SMTP 550 for ann@example.com")
+    assert len(dead) == 1
+    assert mailbox.messages == []
+
+
+async def test_an_unreachable_relay_ends_dead_after_the_allowed_deliveries(
+    flushed_redis: str,
+) -> None:
+    event = ann()
+    async with running(flushed_redis, smtp_port=free_port()) as worker:
+        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
+
+    assert (job.status, job.attempts) == ("dead", 3)
+    assert job.error is not None
+    assert "SMTPConnectError" in job.error
