@@ -167,6 +167,38 @@ async def test_the_scheduled_cleanup_purges_expired_tokens_through_auth(
     assert hidden == {"ann": 404, "bob": 404}
 
 
+async def test_a_scheduled_job_waits_out_an_auth_outage(
+    stack: Stack, start_worker: StartWorker
+) -> None:
+    async with stack.client() as client:
+        who = await ann_bob_and_root(client)
+        await stack.stop("auth")
+        await start_worker(
+            purge_interval_s="3600",
+            retry_backoff_s="0.3",
+            claim_idle_s="0.5",
+            claim_interval_s="0.1",
+        )
+        job_id = await _system_job("purge-expired", stack)
+        async with asyncio.timeout(15):
+            while (failed := await _job(client, job_id, who["root"]))["status"] != "failed":
+                await asyncio.sleep(0.05)
+        await stack.start("auth")
+        done = await _finished(client, job_id, headers=who["root"])
+
+    assert failed["error"].startswith("ConnectionError: auth PurgeExpired: UNAVAILABLE")
+    assert done["status"] == "succeeded"
+    assert done["attempts"] >= 2
+    assert done["error"] is None
+
+
+async def _job(client: httpx.AsyncClient, job_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    response = await client.get(f"/api/v1/tasks/task/{job_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 async def test_the_users_by_tier_report_reads_the_users_service(
     stack: Stack, start_worker: StartWorker
 ) -> None:

@@ -1,7 +1,8 @@
 """`make run`: the whole local stack in the foreground, stopped together by Ctrl-C or SIGTERM.
 
 Starts auth, users, ratelimit, worker and gateway as child processes on the ports of their settings
-(DESIGN.md's defaults, or the environment and `.env`), with their output prefixed by name; waits
+(DESIGN.md's defaults, or the environment and `.env`), with their output prefixed by name, and,
+unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it gets; waits
 until the gateway's /health/ready answers 200 and prints where everything is. A child that exits
 is reported and the rest keep running, so a service can be stopped and started by hand.
 """
@@ -30,6 +31,7 @@ from worker.settings import Settings as WorkerSettings
 SERVICES = ("auth", "users", "ratelimit", "worker", "gateway")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _environment() -> dict[str, str]:
@@ -50,10 +52,8 @@ def _relay(name: str, stream: IO[bytes]) -> None:
         sys.stdout.flush()
 
 
-def _start(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    child = subprocess.Popen(
-        [sys.executable, "-m", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+def _start(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert child.stdout is not None
     threading.Thread(target=_relay, args=(name, child.stdout), daemon=True).start()
     return child
@@ -99,7 +99,13 @@ def main() -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    children = {name: _start(name, env) for name in SERVICES}
+    commands = {name: [sys.executable, "-m", name] for name in SERVICES}
+    mail_sink = worker.smtp_host in LOCAL_HOSTS
+    if mail_sink:
+        # A local SMTP server that prints every message, so the welcome e-mails can be read.
+        address = f"{worker.smtp_host}:{worker.smtp_port}"
+        commands["mail"] = [sys.executable, "-m", "aiosmtpd", "-n", "-l", address]
+    children = {name: _start(name, argv, env) for name, argv in commands.items()}
     base = f"http://{gateway.host}:{gateway.port}"
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not stopping.is_set() and not _ready(f"{base}/health/ready"):
@@ -112,7 +118,13 @@ def main() -> int:
         print(  # noqa: T201
             f"\nMeshplate is up. REST API {base}/api/v1  docs {base}/docs  "
             f"readiness {base}/health/ready  worker http://{worker.http_host}:{worker.http_port}"
-            f"/health\nCtrl-C stops everything.\n",
+            f"/health"
+            + (
+                f"  e-mails printed by 'mail' ({worker.smtp_host}:{worker.smtp_port})"
+                if mail_sink
+                else ""
+            )
+            + "\nCtrl-C stops everything.\n",
             flush=True,
         )
     reported: set[str] = set()

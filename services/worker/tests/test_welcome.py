@@ -11,6 +11,7 @@ import pytest
 
 from meshplate_core.events import UserRegistered
 from meshplate_core.streams import encode
+from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 from meshplate_testing.smtp import Mailbox, smtp_server
 
@@ -82,3 +83,36 @@ async def test_an_unreachable_relay_ends_dead_after_the_allowed_deliveries(
     assert (job.status, job.attempts) == ("dead", 3)
     assert job.error is not None
     assert "SMTPConnectError" in job.error
+
+
+async def test_dead_jobs_are_listed_and_replayed_from_the_command_line(
+    flushed_redis: str, mailbox: Mailbox
+) -> None:
+    mailbox.refuse(550, times=1)
+    event = ann()
+    job_id = f"welcome-email-{event.event_id}"
+    async with running(flushed_redis, smtp_port=mailbox.port) as worker:
+        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        dead = await until_finished(worker.jobs, job_id)
+        listed = await _cli(flushed_redis, "dead", "welcome-email")
+        replayed = await _cli(flushed_redis, "replay", "welcome-email")
+        async with asyncio.timeout(10):
+            while (job := await worker.jobs.get(job_id)) is None or job.status != "succeeded":
+                await asyncio.sleep(0.02)
+        left = await worker.jobs.redis.xlen("worker.dead.welcome-email")
+
+    assert dead.status == "dead"
+    [line] = listed
+    assert job_id in line
+    assert "SMTP 550" in line
+    assert replayed == ["replayed 1 dead welcome-email jobs"]
+    assert (job.attempts, job.error, left) == (1, None, 0)
+    assert len(mailbox.messages) == 1
+
+
+async def _cli(redis_url: str, *args: str) -> list[str]:
+    process = ServiceProcess("worker", *args, env={"WORKER_REDIS_URL": redis_url})
+    await process.start()
+    code = await process.wait(timeout_s=20)
+    assert code == 0, process.output()
+    return process.raw

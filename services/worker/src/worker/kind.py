@@ -11,6 +11,11 @@ from meshplate_core.events import Event
 E = TypeVar("E", bound=Event)
 
 
+def dead_stream(kind: str) -> str:
+    """The dead-letter stream of a job kind."""
+    return f"worker.dead.{kind}"
+
+
 @dataclass(frozen=True)
 class JobKind(Generic[E]):
     """One kind of job.
@@ -38,4 +43,4 @@ class JobKind(Generic[E]):
     @property
     def dead_stream(self) -> str:
         """Where its dead jobs go, with their error."""
-        return f"worker.dead.{self.name}"
+        return dead_stream(self.name)

@@ -1,0 +1,55 @@
+"""The scheduler on real Redis: one job per slot, however many worker processes schedule."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as redis
+
+from meshplate_core.jobs import JobStore
+from meshplate_core.streams import decode
+from worker.kinds.purge import PurgeRequested
+from worker.schedule import Schedule, Scheduler
+
+
+async def test_each_slot_is_enqueued_once_by_one_of_several_schedulers(
+    flushed_redis: str,
+) -> None:
+    stores = [JobStore(redis.Redis.from_url(flushed_redis), ttl_s=60) for _ in range(3)]
+    schedulers = [
+        Scheduler(
+            store,
+            [Schedule("purge-expired", 0.2, lambda id_: PurgeRequested(event_id=id_))],
+        )
+        for store in stores
+    ]
+    tasks = [asyncio.create_task(scheduler.run()) for scheduler in schedulers]
+    await asyncio.sleep(1.1)
+    for scheduler in schedulers:
+        scheduler.stop()
+    await asyncio.gather(*tasks)
+    entries: Any = await stores[0].redis.xrange(PurgeRequested.STREAM)
+    ids = [decode(PurgeRequested, fields).event_id for _id, fields in entries]
+    records = [await stores[0].get(job_id) for job_id in ids]
+    for store in stores:
+        await store.close()
+
+    assert 5 <= len(ids) <= 7, ids
+    assert len(set(ids)) == len(ids)
+    slots = sorted(int(job_id.rsplit("-", 1)[1]) for job_id in ids)
+    assert slots == list(range(slots[0], slots[0] + len(slots)))
+    assert all(r is not None and (r.status, r.system) == ("queued", True) for r in records)
+
+
+async def test_a_schedule_of_zero_is_off(flushed_redis: str) -> None:
+    store = JobStore(redis.Redis.from_url(flushed_redis), ttl_s=60)
+    scheduler = Scheduler(store, [Schedule("never", 0, lambda id_: PurgeRequested(event_id=id_))])
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.2)
+    scheduler.stop()
+    await task
+    length = await store.redis.xlen(PurgeRequested.STREAM)
+    await store.close()
+
+    assert length == 0
