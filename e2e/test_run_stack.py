@@ -19,7 +19,8 @@ def _listening(port: int) -> bool:
 
 
 async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis: str) -> None:
-    ports = {name: free_port() for name in ("auth", "users", "ratelimit", "gateway", "worker")}
+    names = ("auth", "users", "ratelimit", "gateway", "worker", "mail")
+    ports = {name: free_port() for name in names}
     env = {
         "REDIS_URL": flushed_redis,
         "AUTH_GRPC_PORT": str(ports["auth"]),
@@ -27,6 +28,7 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
         "RATELIMIT_GRPC_PORT": str(ports["ratelimit"]),
         "GATEWAY_PORT": str(ports["gateway"]),
         "WORKER_HTTP_PORT": str(ports["worker"]),
+        "WORKER_SMTP_PORT": str(ports["mail"]),
         "USERS_ARGON2_TIME_COST": "1",
     }
     runner = ServiceProcess(RUNNER, env=env, script=True)
@@ -39,11 +41,14 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
                 "/api/v1/user",
                 json={"name": "Ann", "username": "ann", "email": "a@b.io", "password": "12345678"},
             )
+        # The worker sent the welcome e-mail to the runner's SMTP server, which printed it.
+        mail = await runner.wait_for_output("mail      | To: Ann <a@b.io>", timeout_s=20)
     finally:
         code = await runner.terminate(timeout_s=30)
 
     assert ready.status_code == 200, runner.output()
     assert created.status_code == 201
+    assert mail
     assert code == 0, runner.output()
     assert not any(_listening(port) for port in ports.values())
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from email.message import Message
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from typing import Any
 
 import httpx

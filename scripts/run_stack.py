@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import IO
 
 import redis
@@ -103,8 +104,8 @@ def main() -> int:
     mail_sink = worker.smtp_host in LOCAL_HOSTS
     if mail_sink:
         # A local SMTP server that prints every message, so the welcome e-mails can be read.
-        address = f"{worker.smtp_host}:{worker.smtp_port}"
-        commands["mail"] = [sys.executable, "-m", "aiosmtpd", "-n", "-l", address]
+        sink = str(Path(__file__).with_name("mail_sink.py"))
+        commands["mail"] = [sys.executable, sink, worker.smtp_host, str(worker.smtp_port)]
     children = {name: _start(name, argv, env) for name, argv in commands.items()}
     base = f"http://{gateway.host}:{gateway.port}"
     deadline = time.monotonic() + READY_TIMEOUT_S
