@@ -195,8 +195,11 @@ async def test_a_malformed_entry_goes_to_the_dead_letter_stream(flushed_redis: s
         client = worker.jobs.redis
         await client.xadd(Chore.STREAM, {"__data__": '{"data": "{\\"nope\\": 1}"}'})
         await client.xadd(Chore.STREAM, {"garbage": "x"})
+        # Says JSON, is not: FastStream's own decoder would raise before any handler ran.
+        envelope = '{"data": "not json", "headers": {"content-type": "application/json"}}'
+        await client.xadd(Chore.STREAM, {"__data__": envelope})
         async with asyncio.timeout(5):
-            while await client.xlen("worker.dead.chore") < 2:
+            while await client.xlen("worker.dead.chore") < 3:
                 await asyncio.sleep(0.02)
         left = await pending(client, Chore.STREAM, "chore")
         dead: Any = await client.xrange("worker.dead.chore")
@@ -255,3 +258,57 @@ async def test_long_jobs_keep_their_entry_from_being_claimed(flushed_redis: str)
         job = await until_finished(first.jobs, "j1")
 
     assert (job.status, job.attempts, runs) == ("succeeded", 1, 1)
+
+
+async def test_an_overtaken_attempt_is_cancelled_and_writes_nothing(flushed_redis: str) -> None:
+    runs: list[str] = []
+
+    async def slow(_chore: Chore) -> str:
+        runs.append("started")
+        try:
+            await asyncio.sleep(1.5 if len(runs) == 1 else 0)
+        except asyncio.CancelledError:
+            runs.append("cancelled")
+            raise
+        return "finished"
+
+    async with running(flushed_redis, chore_kind(slow)) as worker:
+        client = worker.jobs.redis
+        await enqueue(client, Chore(job="j1"))
+        async with asyncio.timeout(5):
+            while (job := await worker.jobs.get("j1")) is None or job.status != "running":
+                await asyncio.sleep(0.01)
+        # As if this process had stalled past its lease: another consumer claimed the entry.
+        [pending_entry] = await client.xpending_range(Chore.STREAM, "chore", "-", "+", 1)
+        await client.xclaim(Chore.STREAM, "chore", "thief", 0, [pending_entry["message_id"]])
+        await client.hset(JobStore.key("j1"), "lease_ms", 0)
+        finished = await until_finished(worker.jobs, "j1")
+
+    # The thief never ran it; once idle, the entry was claimed back and attempt 2 ran it.
+    assert runs == ["started", "cancelled", "started"]
+    assert (finished.status, finished.attempts, finished.result) == ("succeeded", 2, "finished")
+
+
+async def test_a_job_that_keeps_killing_its_worker_ends_dead(flushed_redis: str) -> None:
+    async def never(_chore: Chore) -> str:
+        raise AssertionError("must not run")
+
+    async with redis.Redis.from_url(flushed_redis) as client:
+        await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
+        await enqueue(client, Chore(job="j1"))
+        await client.xreadgroup("chore", "crashed", {Chore.STREAM: ">"})
+        # Its third delivery was running when its worker died, like the two before.
+        await client.hset(
+            JobStore.key("j1"),
+            mapping={
+                "id": "j1",
+                "status": "running",
+                "attempts": 3,
+                "enqueued_at": "2026-01-01T00:00:00+00:00",
+            },
+        )
+    async with running(flushed_redis, chore_kind(never)) as worker:
+        job = await until_finished(worker.jobs, "j1")
+
+    assert (job.status, job.attempts) == ("dead", 3)
+    assert job.error == "gave up after 3 deliveries; last: the worker stopped while running it"

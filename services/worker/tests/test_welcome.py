@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from meshplate_core.events import UserRegistered
+from meshplate_core.jobs import JobStore
 from meshplate_core.streams import encode
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 from meshplate_testing.smtp import Mailbox, smtp_server
+from worker.dead_letters import replay
 
 from .test_delivery import running, until_finished
 
@@ -116,3 +118,20 @@ async def _cli(redis_url: str, *args: str) -> list[str]:
     code = await process.wait(timeout_s=20)
     assert code == 0, process.output()
     return process.raw
+
+
+async def test_a_replayed_job_gets_a_whole_record_even_after_its_own_expired(
+    flushed_redis: str, mailbox: Mailbox
+) -> None:
+    mailbox.refuse(550, times=1)
+    event = ann()
+    job_id = f"welcome-email-{event.event_id}"
+    async with running(flushed_redis, smtp_port=mailbox.port) as worker:
+        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        await until_finished(worker.jobs, job_id)
+        await worker.jobs.redis.delete(JobStore.key(job_id))  # expired
+        replayed = await replay(worker.jobs, "welcome-email")
+        job = await until_finished(worker.jobs, job_id)
+
+    assert replayed == 1
+    assert (job.status, job.attempts, job.owner_id, job.system) == ("succeeded", 1, 7, False)

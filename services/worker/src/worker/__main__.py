@@ -16,7 +16,7 @@ from meshplate_core.http_server import serve_http
 from meshplate_core.jobs import JobStore
 from meshplate_core.process import load_settings
 from worker.app import build_app
-from worker.dead_letters import list_dead, replay
+from worker.dead_letters import count_dead, list_dead, replay
 from worker.settings import Settings
 
 
@@ -24,8 +24,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="consume the job streams (the default)")
-    dead = commands.add_parser("dead", help="list a kind's dead jobs")
+    dead = commands.add_parser("dead", help="list a kind's dead jobs, oldest first")
     dead.add_argument("kind", help="the job kind, such as welcome-email")
+    dead.add_argument("--count", type=int, default=100, help="at most this many (default 100)")
     again = commands.add_parser("replay", help="put a kind's dead jobs back on their stream")
     again.add_argument("kind")
     again.add_argument("entry_ids", nargs="*", help="dead-letter entry ids (default: all)")
@@ -36,11 +37,15 @@ async def _dead_letters(settings: Settings, arguments: argparse.Namespace) -> No
     jobs = JobStore(Redis.from_url(settings.redis_url), ttl_s=settings.job_ttl_s)
     try:
         if arguments.command == "dead":
-            for entry in await list_dead(jobs, arguments.kind):
+            entries = await list_dead(jobs, arguments.kind, count=arguments.count)
+            for entry in entries:
                 print(  # noqa: T201
                     f"{entry.entry_id}\t{entry.job_id}\t{entry.attempts} attempts\t{entry.at}\t"
                     f"{entry.error}"
                 )
+            total = await count_dead(jobs, arguments.kind)
+            if total > len(entries):
+                print(f"... {total - len(entries)} more (--count)")  # noqa: T201
         else:
             count = await replay(jobs, arguments.kind, arguments.entry_ids)
             print(f"replayed {count} dead {arguments.kind} jobs")  # noqa: T201

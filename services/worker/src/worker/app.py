@@ -28,6 +28,7 @@ from worker.mail import Mailer, Relay
 from worker.schedule import Schedule, Scheduler
 from worker.settings import Settings
 from worker.subscriptions import subscribe
+from worker.trimming import trim_consumed
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,18 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
             claim_interval_s=settings.claim_interval_s,
         )
     broker.include_router(router)
+
+    async def trim_streams() -> None:
+        for stream in sorted({kind.stream for kind in kinds}):
+            await trim_consumed(jobs.redis, stream)
+
     scheduler = Scheduler(
         jobs,
         [
             Schedule(
-                "purge-expired", settings.purge_interval_s, lambda id_: PurgeRequested(event_id=id_)
+                "purge-expired",
+                settings.purge_interval_s,
+                lambda id_: PurgeRequested(event_id=id_),
             ),
             Schedule(
                 "users-by-tier-report",
@@ -115,9 +123,14 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
                 lambda id_: ReportRequested(event_id=id_),
             ),
         ],
+        housekeeping=trim_streams,
+        housekeeping_s=settings.trim_interval_s,
     )
 
     async def close() -> None:
+        # Cancelled deliveries hand their jobs back before Redis closes.
+        with contextlib.suppress(TimeoutError):
+            await deliveries.drain(timeout_s=max(1.0, settings.shutdown_grace_s * 0.2))
         await jobs.close()
         await auth.close()
         await users.close()

@@ -1,18 +1,18 @@
 """At-least-once handling of one stream entry, for every job kind.
 
-An entry is acknowledged only together with its outcome (one MULTI): `succeeded`, or `dead` with
-the entry copied to the kind's dead-letter stream. A failed attempt is not acknowledged: the entry
-stays pending, its record says `failed` with the time of the next try, and the claiming
-subscriber delivers it again once it has been idle long enough and that time has passed, so
-retries back off exponentially and survive a crash of the process that failed. Deliveries are
-counted on the job's record (Redis's own delivery counter also counts claims that only found a
-back-off still running); the delivery after the last allowed one goes to the dead-letter stream
-without running, which also ends a job that kills every worker that runs it.
+An entry is acknowledged only together with its outcome: `succeeded`, or `dead` with the entry
+copied to the kind's dead-letter stream. A failed attempt is not acknowledged: the entry stays
+pending, its record says `failed` with the time of the next try, and the claiming subscriber
+delivers it again once it has been idle long enough and that time has passed, so retries back off
+exponentially and survive a crash of the process that failed. Deliveries are counted on the job's
+record; the delivery after the last allowed one goes to the dead-letter stream without running,
+which also ends a job that kills every worker that runs it.
 
 While a job runs, a heartbeat keeps its entry fresh (so no other consumer claims it) and renews
-the record's lease (so a second entry of the same event waits instead of running it twice).
-Interrupted by shutdown, an attempt is handed back: the record says `queued` again, uncounted,
-and the entry is made claimable at once by the other workers.
+the record's lease (so a second entry of the same event waits instead of running it twice). An
+attempt that was overtaken anyway (this process stalled longer than the claim idle time and
+another took the job) is cancelled and writes nothing. Interrupted by shutdown, an attempt is
+handed back: the record says `queued` again, uncounted, and the entry is claimable at once.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from meshplate_core.jobs import JobStore
 from meshplate_core.streams import decode
+from worker.attempts import Attempts, Entry, Outcome
 from worker.kind import JobKind
 from worker.outcomes import PermanentError
 
@@ -37,16 +37,10 @@ log = logging.getLogger(__name__)
 
 # Fields added to an entry on its way to a dead-letter stream.
 DEAD_PREFIX = "dead."
-# Claims only if the entry is still this consumer's, then renews the record's lease.
-# KEYS[1] stream, KEYS[2] record. ARGV: group, consumer, entry id, lease end (ms).
-_HEARTBEAT = """
-local mine = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
-if #mine == 0 then return 0 end
-redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
-redis.call('HSET', KEYS[2], 'lease_ms', ARGV[4])
-return 1
-"""
 _MAX_ERROR = 1000
+# Writing an outcome is tried this often (with these pauses) before the entry is left to be
+# claimed again.
+_SETTLE_PAUSES_S = (0.1, 0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -68,151 +62,228 @@ class Deliveries:
     def __init__(
         self, jobs: JobStore, policy: RetryPolicy, *, consumer: str, claim_idle_s: float
     ) -> None:
-        self._jobs = jobs
         self._redis = jobs.redis
+        self._attempts = Attempts(jobs, lease_s=claim_idle_s)
         self._policy = policy
         self._consumer = consumer
         self._claim_idle_s = claim_idle_s
-        self._heartbeat_script = jobs.redis.register_script(_HEARTBEAT)
+        self._active: set[asyncio.Task[Any]] = set()
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def deliver(self, kind: JobKind[Any], entry_id: Any, fields: Mapping[Any, Any]) -> None:
         """Handle one delivery of `entry_id` of `kind`'s stream."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
+        try:
+            await self._deliver(kind, self._entry(kind, entry_id), fields)
+        finally:
+            self._active.discard(task)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait (up to `timeout_s`) for deliveries and hand-backs still under way: at shutdown,
+        before the Redis client closes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while pending := self._active | self._settling:
+            if (remaining := deadline - loop.time()) <= 0:
+                raise TimeoutError
+            await asyncio.wait(pending, timeout=remaining)
+
+    def _entry(self, kind: JobKind[Any], entry_id: Any) -> Entry:
+        return Entry(
+            stream=kind.stream,
+            group=kind.name,
+            consumer=self._consumer,
+            entry_id=_text(entry_id),
+            dead_stream=kind.dead_stream,
+        )
+
+    async def _deliver(self, kind: JobKind[Any], entry: Entry, fields: Mapping[Any, Any]) -> None:
         try:
             event = decode(kind.model, fields)
         except (ValueError, ValidationError, KeyError, TypeError) as exc:
-            await self._bury(kind, entry_id, fields, None, 0, f"malformed entry: {exc}")
+            error = f"malformed entry: {exc}"[:_MAX_ERROR]
+            await self._attempts.bury_unreadable(
+                entry, {**_texts(fields), **_dead_meta(entry, "", 0, error, None, kind.system)}
+            )
+            log.error("job dead: %s", error, extra={"job_kind": kind.name})
             return
         job_id = kind.job_id(event)
-        begun = await self._jobs.begin(
-            job_id, owner_id=kind.owner_id(event), system=kind.system, lease_s=self._claim_idle_s
-        )
+        owner_id = kind.owner_id(event)
+        begun = await self._attempts.begin(entry, job_id, owner_id=owner_id, system=kind.system)
         if begun.decision == "done":
             # Finished before (a duplicate entry, or a crash after the outcome): just ack.
-            await self._redis.xack(kind.stream, kind.name, entry_id)
+            await self._redis.xack(entry.stream, entry.group, entry.entry_id)
             log.info("job already %s", begun.status, extra=_fields(kind, job_id))
             return
-        if begun.decision == "waiting":
+        if begun.decision in ("waiting", "lost"):
             return
+        dead_meta = {
+            **_texts(fields),
+            **_dead_meta(entry, job_id, begun.attempts, "", owner_id, kind.system),
+        }
         if begun.attempts > self._policy.max_deliveries:
+            given = begun.attempts - 1
             last = begun.error or "the worker stopped while running it"
-            error = f"gave up after {begun.attempts - 1} deliveries; last: {last}"
-            await self._bury(kind, entry_id, fields, job_id, begun.attempts - 1, error)
+            error = f"gave up after {given} deliveries; last: {last}"[:_MAX_ERROR]
+            await self._settle(
+                kind,
+                entry,
+                job_id,
+                begun.attempts,
+                "dead",
+                text=error,
+                attempts=given,
+                dead_fields={
+                    **dead_meta,
+                    f"{DEAD_PREFIX}attempts": given,
+                    f"{DEAD_PREFIX}error": error,
+                },
+            )
             return
-        await self._attempt(kind, entry_id, fields, event, job_id, begun.attempts)
+        await self._attempt(kind, entry, event, job_id, begun.attempts, dead_meta)
 
     async def _attempt(
         self,
         kind: JobKind[Any],
-        entry_id: Any,
-        fields: Mapping[Any, Any],
+        entry: Entry,
         event: Any,
         job_id: str,
         attempt: int,
+        dead_meta: dict[str, Any],
     ) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(kind, entry_id, job_id))
+        work = asyncio.ensure_future(kind.run(event))
+        overtaken = asyncio.Event()
+        heartbeat = asyncio.create_task(
+            self._heartbeat(kind, entry, job_id, attempt, work, overtaken)
+        )
         try:
-            result = await kind.run(event)
+            result = await work
         except asyncio.CancelledError:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await self._hand_back(kind, entry_id, job_id)
+            if overtaken.is_set() and not _being_cancelled():
+                log.warning(
+                    "job overtaken by another delivery; abandoned", extra=_fields(kind, job_id)
+                )
+                return
+            # Shutdown: hand the job back, in a task of its own that the cancellation cannot
+            # reach; drain() waits for it before Redis is closed.
+            self._spawn(
+                self._settle(
+                    kind,
+                    entry,
+                    job_id,
+                    attempt,
+                    "queued",
+                    delay_s=self._claim_idle_s * 2,
+                    attempts=attempt - 1,
+                )
+            )
             raise
-        except PermanentError as exc:
-            await self._bury(kind, entry_id, fields, job_id, attempt, _describe(exc))
         except Exception as exc:
             error = _describe(exc)
-            if attempt >= self._policy.max_deliveries:
-                await self._bury(kind, entry_id, fields, job_id, attempt, error)
+            if isinstance(exc, PermanentError) or attempt >= self._policy.max_deliveries:
+                await self._settle(
+                    kind,
+                    entry,
+                    job_id,
+                    attempt,
+                    "dead",
+                    text=error,
+                    dead_fields={**dead_meta, f"{DEAD_PREFIX}error": error},
+                )
             else:
-                await self._retry_later(kind, job_id, attempt, error)
+                delay = self._policy.backoff(attempt)
+                await self._settle(
+                    kind, entry, job_id, attempt, "failed", text=error, delay_s=delay
+                )
         else:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                self._jobs.succeeded(pipe, job_id, result)
-                pipe.xack(kind.stream, kind.name, entry_id)
-                await pipe.execute()
-            log.info("job succeeded", extra={**_fields(kind, job_id), "attempts": attempt})
+            await self._settle(kind, entry, job_id, attempt, "succeeded", text=result)
         finally:
             heartbeat.cancel()
 
-    async def _retry_later(self, kind: JobKind[Any], job_id: str, attempt: int, error: str) -> None:
-        delay = self._policy.backoff(attempt)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            self._jobs.failed(pipe, job_id, error, retry_in_s=delay)
-            await pipe.execute()
-        log.warning(
-            "job failed; retry in %.1f s: %s",
-            delay,
-            error,
-            extra={**_fields(kind, job_id), "attempts": attempt},
-        )
+    def _spawn(self, step: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(step)
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
-    async def _bury(
+    async def _settle(
         self,
         kind: JobKind[Any],
-        entry_id: Any,
-        fields: Mapping[Any, Any],
-        job_id: str | None,
-        attempts: int,
-        error: str,
+        entry: Entry,
+        job_id: str,
+        attempt: int,
+        outcome: Outcome,
+        **details: Any,
     ) -> None:
-        """Acknowledge the entry with a copy on the dead-letter stream (and the record dead)."""
-        dead = {
-            **fields,
-            f"{DEAD_PREFIX}stream": kind.stream,
-            f"{DEAD_PREFIX}group": kind.name,
-            f"{DEAD_PREFIX}entry_id": _text(entry_id),
-            f"{DEAD_PREFIX}job_id": job_id or "",
-            f"{DEAD_PREFIX}attempts": attempts,
-            f"{DEAD_PREFIX}error": error,
-            f"{DEAD_PREFIX}at": datetime.now(UTC).isoformat(),
-        }
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if job_id is not None:
-                self._jobs.dead(pipe, job_id, error)
-            pipe.xadd(kind.dead_stream, dead)
-            pipe.xack(kind.stream, kind.name, entry_id)
-            await pipe.execute()
-        log.error(
-            "job dead: %s", error, extra={**_fields(kind, job_id or ""), "attempts": attempts}
-        )
-
-    async def _hand_back(self, kind: JobKind[Any], entry_id: Any, job_id: str) -> None:
-        """Give an interrupted attempt back: idle enough for any other consumer to claim now."""
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xclaim(
-                    kind.stream,
-                    kind.name,
-                    self._consumer,
-                    0,
-                    [entry_id],
-                    idle=int(self._claim_idle_s * 1000) * 2,
-                    justid=True,
-                )
-                self._jobs.handed_back(pipe, job_id)
-                await pipe.execute()
-            log.info("job handed back", extra=_fields(kind, job_id))
-        except (RedisError, OSError) as exc:
-            log.warning("could not hand back: %s", exc, extra=_fields(kind, job_id))
-
-    async def _heartbeat(self, kind: JobKind[Any], entry_id: Any, job_id: str) -> None:
-        interval = self._claim_idle_s / 3
-        while True:
-            await asyncio.sleep(interval)
-            lease_end = int((datetime.now(UTC).timestamp() + self._claim_idle_s) * 1000)
+        fields = {**_fields(kind, job_id), "attempts": details.get("attempts", attempt)}
+        for pause in (*_SETTLE_PAUSES_S, None):
             try:
-                mine = await self._heartbeat_script(
-                    keys=[kind.stream, JobStore.key(job_id)],
-                    args=[kind.name, self._consumer, entry_id, lease_end],
-                )
+                written = await self._attempts.settle(entry, job_id, attempt, outcome, **details)
+                break
+            except (RedisError, OSError) as exc:
+                if pause is None:
+                    # The entry stays pending: it is claimed again once idle, and run again.
+                    log.error("could not record the outcome %s: %s", outcome, exc, extra=fields)
+                    return
+                await asyncio.sleep(pause)
+        if not written:
+            log.warning("outcome %s discarded: the job was taken over", outcome, extra=fields)
+        elif outcome == "succeeded":
+            log.info("job succeeded", extra=fields)
+        elif outcome == "failed":
+            log.warning(
+                "job failed; retry in %.1f s: %s", details["delay_s"], details["text"], extra=fields
+            )
+        elif outcome == "dead":
+            log.error("job dead: %s", details["text"], extra=fields)
+        else:
+            log.info("job handed back", extra=fields)
+
+    async def _heartbeat(
+        self,
+        kind: JobKind[Any],
+        entry: Entry,
+        job_id: str,
+        attempt: int,
+        work: asyncio.Future[Any],
+        overtaken: asyncio.Event,
+    ) -> None:
+        while True:
+            await asyncio.sleep(self._claim_idle_s / 3)
+            try:
+                alive = await self._attempts.heartbeat(entry, job_id, attempt)
             except (RedisError, OSError) as exc:
                 log.warning("heartbeat failed: %s", exc, extra=_fields(kind, job_id))
                 continue
-            if not mine:
-                log.warning("job was claimed by another consumer", extra=_fields(kind, job_id))
+            if not alive:
+                overtaken.set()
+                work.cancel()
                 return
 
 
-def _fields(kind: JobKind[Any], job_id: str) -> dict[str, str]:
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _dead_meta(
+    entry: Entry, job_id: str, attempts: int, error: str, owner_id: int | None, system: bool
+) -> dict[str, Any]:
+    return {
+        f"{DEAD_PREFIX}stream": entry.stream,
+        f"{DEAD_PREFIX}group": entry.group,
+        f"{DEAD_PREFIX}entry_id": entry.entry_id,
+        f"{DEAD_PREFIX}job_id": job_id,
+        f"{DEAD_PREFIX}owner_id": "" if owner_id is None else owner_id,
+        f"{DEAD_PREFIX}system": "1" if system else "0",
+        f"{DEAD_PREFIX}attempts": attempts,
+        f"{DEAD_PREFIX}error": error,
+        f"{DEAD_PREFIX}at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _fields(kind: JobKind[Any], job_id: str) -> dict[str, Any]:
     return {"job_kind": kind.name, "job_id": job_id}
 
 
@@ -221,6 +292,10 @@ def _describe(exc: BaseException) -> str:
     if not isinstance(exc, PermanentError) and exc.__class__.__name__ not in text:
         text = f"{exc.__class__.__name__}: {text}"
     return text[:_MAX_ERROR]
+
+
+def _texts(fields: Mapping[Any, Any]) -> dict[str, Any]:
+    return {_text(key): value for key, value in fields.items()}
 
 
 def _text(value: Any) -> str:

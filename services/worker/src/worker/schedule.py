@@ -1,9 +1,9 @@
 """Periodic jobs: each period is a slot, and exactly one worker process enqueues each slot's job.
 
-Every process runs the scheduler; whoever first sets `worker:schedule:<name>:<slot>` (SET NX)
-enqueues the slot's job, named `<name>-<slot>`. The job then goes through its stream like any
-other, with retries and the dead-letter stream. A process that dies between winning a slot and
-enqueueing loses that one slot; the next one runs as usual.
+Every process runs the scheduler. A slot's job is named `<name>-<slot>` and enqueued only if no
+record of it exists yet (one script: check, record, append), so however many processes try, the
+slot runs once; a process that could not reach Redis tries again on its next tick. The job then
+goes through its stream like any other, with retries and the dead-letter stream.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -34,13 +34,25 @@ class Schedule:
 
 
 class Scheduler:
-    """Enqueues each schedule's job once per slot, until stopped."""
+    """Enqueues each schedule's job once per slot, and runs `housekeeping` every
+    `housekeeping_s` (0: never), until stopped."""
 
-    def __init__(self, jobs: JobStore, schedules: list[Schedule], *, tick_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        jobs: JobStore,
+        schedules: list[Schedule],
+        *,
+        housekeeping: Callable[[], Awaitable[object]] | None = None,
+        housekeeping_s: float = 0.0,
+        tick_s: float = 1.0,
+    ) -> None:
         self._jobs = jobs
         self._schedules = [schedule for schedule in schedules if schedule.interval_s > 0]
         self._tick_s = min([tick_s, *(s.interval_s / 2 for s in self._schedules)])
         self._last_slot: dict[str, int] = {}
+        self._housekeeping = housekeeping if housekeeping_s > 0 else None
+        self._housekeeping_s = housekeeping_s
+        self._housekept_at = 0.0
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -52,22 +64,34 @@ class Scheduler:
         while not self._stopping.is_set():
             for schedule in self._schedules:
                 await self._maybe_enqueue(schedule)
+            await self._maybe_housekeep()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._tick_s)
+
+    async def _maybe_housekeep(self) -> None:
+        if (
+            self._housekeeping is None
+            or time.monotonic() - self._housekept_at < self._housekeeping_s
+        ):
+            return
+        self._housekept_at = time.monotonic()
+        try:
+            await self._housekeeping()
+        except (RedisError, OSError) as exc:
+            log.warning("housekeeping failed: %s", exc)
+        except Exception:
+            log.exception("housekeeping failed")
 
     async def _maybe_enqueue(self, schedule: Schedule) -> None:
         slot = math.floor(time.time() / schedule.interval_s)
         if self._last_slot.get(schedule.name) == slot:
             return
         job_id = f"{schedule.name}-{slot}"
-        claim = f"worker:schedule:{job_id}"
         try:
-            won = await self._jobs.redis.set(
-                claim, "1", nx=True, ex=max(60, math.ceil(schedule.interval_s * 2))
-            )
-            if won:
-                await self._jobs.enqueue(job_id, schedule.event(job_id), owner_id=None, system=True)
+            if await self._jobs.enqueue_once(job_id, schedule.event(job_id), system=True):
                 log.info("scheduled %s", job_id)
             self._last_slot[schedule.name] = slot
         except (RedisError, OSError) as exc:
             log.warning("could not schedule %s: %s", job_id, exc)
+        except Exception:
+            log.exception("scheduling %s failed", job_id)

@@ -31,6 +31,11 @@ def subscribe(
 ) -> None:
     """Add `kind`'s two subscribers to `router`."""
 
+    async def undecoded(_message: Any) -> None:
+        # FastStream would decode the body before the handler runs, and an entry it cannot
+        # decode would then stay pending for ever; Deliveries decodes (and buries) it instead.
+        return None
+
     async def deliver(message: RedisStreamMessage) -> None:
         raw: Any = message.raw_message
         await deliveries.deliver(kind, raw["message_ids"][0], raw["data"])
@@ -57,6 +62,7 @@ def subscribe(
         stream=reading,
         ack_policy=AckPolicy.MANUAL,
         no_reply=True,
+        decoder=undecoded,
         max_workers=concurrency,
         title=f"{kind.name}:read",
     )(deliver)
@@ -64,5 +70,6 @@ def subscribe(
         stream=claiming,
         ack_policy=AckPolicy.MANUAL,
         no_reply=True,
+        decoder=undecoded,
         title=f"{kind.name}:claim",
     )(deliver)
