@@ -13,6 +13,17 @@ from meshplate_testing.servers import free_port
 RUNNER = str(Path(__file__).parents[1] / "scripts" / "run_stack.py")
 
 
+# The gRPC services' own /metrics ports (the gateway and the worker serve it on theirs).
+METRICS = ("auth", "users", "ratelimit")
+
+
+async def _scrape(port: int) -> str:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    return response.text
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -21,6 +32,7 @@ def _listening(port: int) -> bool:
 async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis: str) -> None:
     names = ("auth", "users", "ratelimit", "gateway", "worker", "mail")
     ports = {name: free_port() for name in names}
+    metrics = {name: free_port() for name in METRICS}
     env = {
         "REDIS_URL": flushed_redis,
         "AUTH_GRPC_PORT": str(ports["auth"]),
@@ -29,6 +41,7 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
         "GATEWAY_PORT": str(ports["gateway"]),
         "WORKER_HTTP_PORT": str(ports["worker"]),
         "WORKER_SMTP_PORT": str(ports["mail"]),
+        **{f"{name.upper()}_METRICS_PORT": str(port) for name, port in metrics.items()},
         "USERS_ARGON2_TIME_COST": "1",
     }
     runner = ServiceProcess(RUNNER, env=env, script=True)
@@ -43,14 +56,28 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
             )
         # The worker sent the welcome e-mail to the runner's SMTP server, which printed it.
         mail = await runner.wait_for_output("mail      | To: Ann <a@b.io>", timeout_s=20)
+        scraped = {name: await _scrape(port) for name, port in metrics.items()}
+        scraped["gateway"] = await _scrape(ports["gateway"])
+        scraped["worker"] = await _scrape(ports["worker"])
     finally:
         code = await runner.terminate(timeout_s=30)
 
     assert ready.status_code == 200, runner.output()
     assert created.status_code == 201
     assert mail
+    # Every process shows its requests, and the domain's own counts.
+    assert (
+        'http_requests_total{method="POST",route="/api/v1/user",status="201"} 1.0'
+        in scraped["gateway"]
+    )
+    assert 'grpc_method="CreateUser"' in scraped["users"]
+    assert "users_cache_events_total" in scraped["users"]
+    assert 'grpc_method="GetJwks"' in scraped["auth"]
+    assert 'ratelimit_decisions_total{outcome="allowed"}' in scraped["ratelimit"]
+    assert 'worker_jobs_total{kind="welcome-email",outcome="succeeded"}' in scraped["worker"]
+    assert 'worker_queue_depth{kind="welcome-email",state="pending"} 0.0' in scraped["worker"]
     assert code == 0, runner.output()
-    assert not any(_listening(port) for port in ports.values())
+    assert not any(_listening(port) for port in [*ports.values(), *metrics.values()])
 
 
 async def test_runner_without_redis_says_so_in_one_line() -> None:

@@ -33,6 +33,7 @@ def _env(service: str, *, database_url: str, port: int) -> dict[str, str]:
         "ENVIRONMENT": "local",
         f"{prefix}_DATABASE_URL": database_url,
         f"{prefix}_GRPC_PORT": str(port),
+        f"{prefix}_METRICS_PORT": "0",
         f"{prefix}_HEALTH_INTERVAL_S": "0.2",
         f"{prefix}_ARGON2_TIME_COST": "1",
     }

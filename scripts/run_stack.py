@@ -37,13 +37,16 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def _environment() -> dict[str, str]:
     env = {"ENVIRONMENT": "local", "LOG_JSON": "false", **os.environ, "PYTHONUNBUFFERED": "1"}
-    # The gateway finds each service where that service's own settings put it.
+    # The gateway and the worker find each service where that service's own settings put it.
     for name, settings in (
         ("AUTH", AuthSettings()),
         ("USERS", UsersSettings()),
         ("RATELIMIT", RateLimitSettings()),
     ):
-        env.setdefault(f"GATEWAY_{name}_ADDR", f"{settings.grpc_host}:{settings.grpc_port}")
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        env.setdefault(f"GATEWAY_{name}_ADDR", address)
+        if name in ("AUTH", "USERS"):
+            env.setdefault(f"WORKER_{name}_ADDR", address)
     return env
 
 

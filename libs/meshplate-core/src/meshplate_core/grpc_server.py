@@ -17,7 +17,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from meshplate_core.interceptors import DomainErrorInterceptor, RequestIdInterceptor
+from meshplate_core.interceptors import (
+    DomainErrorInterceptor,
+    MetricsInterceptor,
+    RequestIdInterceptor,
+)
+from meshplate_core.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +57,18 @@ async def start(
     port: int = 0,
     max_connection_age_s: float = 300.0,
     serving: bool = True,
+    metrics: RpcMetrics | None = None,
 ) -> Running:
-    """Start a server with the Meshplate interceptors, health and reflection."""
+    """Start a server with the Meshplate interceptors, health and reflection (and every RPC
+    counted in `metrics`, when given)."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        RequestIdInterceptor(),
+        DomainErrorInterceptor(),
+    ]
+    if metrics is not None:
+        interceptors.insert(0, MetricsInterceptor(metrics))
     server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor(), DomainErrorInterceptor()],
+        interceptors=interceptors,
         options=[
             ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", 30_000),
@@ -107,6 +120,7 @@ async def serve_until_terminated(
     check: Check,
     check_interval_s: float,
     drain_s: float = 0.0,
+    metrics: RpcMetrics | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then report NOT_SERVING and stop within `grace_s`.
 
@@ -119,6 +133,7 @@ async def serve_until_terminated(
         port=port,
         max_connection_age_s=max_connection_age_s,
         serving=False,
+        metrics=metrics,
     )
     log.info("%s listening on %s:%d", service_name, host, running.port)
     stopping = asyncio.Event()

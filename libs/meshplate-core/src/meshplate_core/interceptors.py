@@ -1,4 +1,5 @@
-"""Server interceptors: the request id into the log context, domain errors into status codes.
+"""Server interceptors: the request id into the log context, domain errors into status codes,
+every RPC counted and timed.
 
 Both wrap unary-unary handlers only: every Meshplate RPC is unary, and the streaming RPCs of the
 health and reflection services need neither.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -26,6 +28,7 @@ from meshplate_core.errors import (
     UnavailableError,
 )
 from meshplate_core.logging import request_id
+from meshplate_core.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 
@@ -144,3 +147,26 @@ class DomainErrorInterceptor(_UnaryInterceptor):
         except Exception:
             log.exception("unexpected error in %s", details.method)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+class MetricsInterceptor(_UnaryInterceptor):
+    """Counts and times every RPC by its final status (outermost, so it sees mapped errors)."""
+
+    def __init__(self, metrics: RpcMetrics) -> None:
+        self._metrics = metrics
+
+    async def around(
+        self, behavior: Behavior, request: Any, context: Context, details: grpc.HandlerCallDetails
+    ) -> Any:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await _call(behavior, request, context)
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except BaseException:
+            code = grpc.StatusCode.INTERNAL
+            raise
+        finally:
+            self._metrics.observe(details.method, code.name, time.perf_counter() - started)

@@ -11,14 +11,25 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate_core.database import migrate, open_engine, ping
 from meshplate_core.grpc_server import Register, serve_until_terminated
+from meshplate_core.metrics import RpcMetrics, exposed
 from meshplate_core.settings import GrpcServiceSettings
 
-Build = Callable[[AsyncEngine], AbstractAsyncContextManager[Register]]
+
+class Build(Protocol):
+    """Opens a service's resources and yields its servicers (its tallies exported to `registry`)."""
+
+    def __call__(
+        self, engine: AsyncEngine, *, registry: CollectorRegistry | None = None
+    ) -> AbstractAsyncContextManager[Register]: ...
+
+
 Prepare = Callable[[AsyncEngine], Awaitable[None]]
 
 
@@ -44,24 +55,28 @@ async def serve_database_service(
     build: Build,
     prepare: Prepare = _no_data,
 ) -> None:
-    """Migrate (when `migrate_on_start`), prepare data, serve until SIGTERM, close everything."""
+    """Migrate (when `migrate_on_start`), prepare data, serve until SIGTERM with /metrics on
+    `metrics_port`, close everything."""
     engine = connect(settings, application_name=application_name)
+    registry = CollectorRegistry()
     try:
         if settings.migrate_on_start:
             await migrate(engine, migrations)
         await prepare(engine)
-        async with build(engine) as register:
-            await serve_until_terminated(
-                register,
-                service_name=service_name,
-                host=settings.grpc_host,
-                port=settings.grpc_port,
-                grace_s=settings.shutdown_grace_s,
-                drain_s=settings.shutdown_drain_s,
-                max_connection_age_s=settings.max_connection_age_s,
-                check=partial(ping, engine, timeout_s=settings.health_interval_s),
-                check_interval_s=settings.health_interval_s,
-            )
+        async with build(engine, registry=registry) as register:
+            with exposed(registry, host=settings.metrics_host, port=settings.metrics_port):
+                await serve_until_terminated(
+                    register,
+                    service_name=service_name,
+                    host=settings.grpc_host,
+                    port=settings.grpc_port,
+                    grace_s=settings.shutdown_grace_s,
+                    drain_s=settings.shutdown_drain_s,
+                    max_connection_age_s=settings.max_connection_age_s,
+                    check=partial(ping, engine, timeout_s=settings.health_interval_s),
+                    check_interval_s=settings.health_interval_s,
+                    metrics=RpcMetrics(registry),
+                )
     finally:
         await engine.dispose()
 

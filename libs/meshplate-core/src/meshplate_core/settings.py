@@ -80,6 +80,9 @@ class GrpcServiceSettings(ServiceSettings):
 
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=0, ge=0, le=65535)
+    # Prometheus' /metrics (plain HTTP), each service on a port of its own.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
     # Clients are sent GOAWAY after this long, so they re-resolve and spread over new replicas.
     max_connection_age_s: float = Field(default=300.0, gt=0)
     # How often the database is pinged to decide between SERVING and NOT_SERVING.

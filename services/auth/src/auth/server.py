@@ -11,6 +11,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,8 +56,11 @@ def issuer_for(settings: Settings) -> TokenIssuer:
 
 
 @contextlib.asynccontextmanager
-async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Register]:
-    """The servicer with its relay and its reaction to deleted users running (tests use this)."""
+async def build(
+    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[Register]:
+    """The servicer with its relay and its reaction to deleted users running (tests use this).
+    Its RPCs are counted by the server; it keeps no tallies of its own for `registry`."""
     issuer = issuer_for(settings)
     redis = Redis.from_url(settings.redis_url)
     channel = open_channel(settings.users_addr, services=[USERS], timeout_s=settings.rpc_timeout_s)

@@ -16,6 +16,7 @@ class Settings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AUTH_")
 
     grpc_port: int = Field(default=50051, ge=0, le=65535)
+    metrics_port: int = Field(default=9151, ge=0, le=65535)
     database_url: str = "sqlite:///var/auth.db"
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",

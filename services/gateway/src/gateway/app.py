@@ -17,6 +17,7 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -26,6 +27,7 @@ from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClie
 from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, handle_unexpected
 from gateway.identity import Authenticator
 from gateway.limiting import RateLimitMiddleware
+from gateway.metrics import MetricsMiddleware, metrics_route
 from gateway.middleware import RequestIdMiddleware
 from gateway.revocations import RevocationList
 from gateway.routes import auth, health, posts, rate_limits, tasks, tiers, users
@@ -36,6 +38,7 @@ from meshplate.ratelimit.v1 import ratelimit_pb2
 from meshplate.users.v1 import users_pb2
 from meshplate_core.channels import open_channel
 from meshplate_core.errors import DomainError
+from meshplate_core.metrics import HttpMetrics
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     # Added last, so outermost: every answer, a 304 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
+    registry = CollectorRegistry()
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    app.router.routes.append(metrics_route(registry))
     app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
     app.add_exception_handler(DomainError, handle_domain_error)
     app.add_exception_handler(HTTPException, _http_error)

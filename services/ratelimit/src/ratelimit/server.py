@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 import grpc
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,6 +17,7 @@ from envoy_rls import rls_pb2_grpc
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
+from meshplate_core.metrics import export_tallies
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.streams import Follower
 from ratelimit.envoy import EnvoyRateLimitService
@@ -30,7 +32,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 @contextlib.asynccontextmanager
-async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Register]:
+async def build(
+    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[Register]:
     """The servicer graph, ready to be added to a server (tests use this too)."""
     redis = Redis.from_url(
         settings.redis_url,
@@ -48,6 +52,15 @@ async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Reg
         edge_limit=settings.edge_limit,
         edge_period_s=settings.edge_period_s,
     )
+    if registry is not None:
+        export_tallies(
+            registry,
+            "ratelimit_decisions",
+            "Rate-limit decisions: allowed, denied (denied_locally: answered from memory), and "
+            "checks that found Redis unreachable (redis_failures).",
+            label="outcome",
+            tallies=limiter.stats,
+        )
     tiers = TierProjection()
     # Blocking reads get a connection of their own, without the decision path's short timeout.
     follower_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
+from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
 from meshplate_core.runner import migrate_database, serve_database_service
 from users.accounts import Accounts
@@ -42,7 +44,7 @@ def hasher_for(settings: Settings) -> PasswordHasher:
 
 @contextlib.asynccontextmanager
 async def open_accounts(
-    engine: AsyncEngine, *, settings: Settings
+    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[tuple[Accounts, Posts]]:
     """The use cases with their outbox relay running; the relay's last round runs on exit."""
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -50,6 +52,14 @@ async def open_accounts(
     # covers any access-token lifetime in use.
     outbox = Outbox(outbox_table, engine, redis, keep_s={UserTierChanged.STREAM: 86400.0})
     cache = ReadCache(redis, ttl_s=settings.cache_ttl_s)
+    if registry is not None:
+        export_tallies(
+            registry,
+            "users_cache_events",
+            "What the read cache did: hits, misses, loads from the database, Redis errors.",
+            label="event",
+            tallies=cache.stats,
+        )
     relay = asyncio.create_task(outbox.relay())
     try:
         yield (
@@ -71,9 +81,11 @@ async def open_accounts(
 
 
 @contextlib.asynccontextmanager
-async def build(engine: AsyncEngine, *, settings: Settings) -> AsyncIterator[Register]:
+async def build(
+    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[Register]:
     """The servicer, ready to be added to a server (tests use this too)."""
-    async with open_accounts(engine, settings=settings) as (accounts, posts):
+    async with open_accounts(engine, settings=settings, registry=registry) as (accounts, posts):
         yield partial(
             users_pb2_grpc.add_UsersServiceServicer_to_server, UsersService(accounts, posts)
         )

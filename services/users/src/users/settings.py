@@ -14,6 +14,7 @@ class Settings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="USERS_")
 
     grpc_port: int = Field(default=50052, ge=0, le=65535)
+    metrics_port: int = Field(default=9152, ge=0, le=65535)
     database_url: str = "sqlite:///var/users.db"
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",

@@ -13,7 +13,9 @@ from typing import Any
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.redis import RedisBroker, RedisRouter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from meshplate_core.jobs import JobStore
 from meshplate_core.streams import ensure_group
@@ -25,6 +27,7 @@ from worker.kinds.report import ReportRequested, users_by_tier
 from worker.kinds.sample import sample_task
 from worker.kinds.welcome import welcome_email
 from worker.mail import Mailer, Relay
+from worker.metrics import QueueDepth, register_worker_metrics
 from worker.schedule import Schedule, Scheduler
 from worker.settings import Settings
 from worker.subscriptions import subscribe
@@ -41,6 +44,8 @@ class Worker:
     jobs: JobStore
     kinds: list[JobKind[Any]]
     scheduler: Scheduler
+    registry: CollectorRegistry
+    depth: QueueDepth
     close: Callable[[], Awaitable[None]]
 
 
@@ -135,7 +140,18 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
         await auth.close()
         await users.close()
 
-    return Worker(broker=broker, jobs=jobs, kinds=kinds, scheduler=scheduler, close=close)
+    registry = CollectorRegistry()
+    depth = QueueDepth(jobs.redis, kinds)
+    register_worker_metrics(registry, deliveries.outcomes, depth)
+    return Worker(
+        broker=broker,
+        jobs=jobs,
+        kinds=kinds,
+        scheduler=scheduler,
+        registry=registry,
+        depth=depth,
+        close=close,
+    )
 
 
 async def create_groups(worker: Worker) -> None:
@@ -146,7 +162,7 @@ async def create_groups(worker: Worker) -> None:
 
 def build_app(settings: Settings) -> AsgiFastStream:
     """The worker process: the broker and the scheduler, started and stopped by the ASGI
-    lifespan; /health (alive) and /health/ready (Redis answers)."""
+    lifespan; /health (alive), /health/ready (Redis answers) and /metrics."""
     worker = build_worker(settings)
     scheduling: list[asyncio.Task[None]] = []
 
@@ -162,6 +178,16 @@ def build_app(settings: Settings) -> AsgiFastStream:
             "checks": {"redis": "ok" if healthy else "unavailable"},
         }
         return _json(body, 200 if healthy else 503)
+
+    @get(include_in_schema=False)
+    async def metrics(scope: Scope) -> AsgiResponse:
+        with contextlib.suppress(RedisError, OSError):
+            await worker.depth.read()
+        return AsgiResponse(
+            generate_latest(worker.registry),
+            status_code=200,
+            headers={"content-type": CONTENT_TYPE_LATEST},
+        )
 
     async def prepare() -> None:
         await create_groups(worker)
@@ -182,7 +208,7 @@ def build_app(settings: Settings) -> AsgiFastStream:
 
     return AsgiFastStream(
         worker.broker,
-        asgi_routes=[("/health", alive), ("/health/ready", ready)],
+        asgi_routes=[("/health", alive), ("/health/ready", ready), ("/metrics", metrics)],
         on_startup=[prepare],
         after_startup=[start_scheduler],
         on_shutdown=[stop_scheduler],

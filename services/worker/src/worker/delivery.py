@@ -18,6 +18,7 @@ handed back: the record says `queued` again, uncounted, and the entry is claimab
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,12 @@ _MAX_ERROR = 1000
 # Writing an outcome is tried this often (with these pauses) before the entry is left to be
 # claimed again.
 _SETTLE_PAUSES_S = (0.1, 0.5, 2.0)
+_OUTCOME_NAMES: dict[Outcome, str] = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "dead": "dead",
+    "queued": "handed_back",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class Deliveries:
         self._consumer = consumer
         self._claim_idle_s = claim_idle_s
         self._active: set[asyncio.Task[Any]] = set()
+        # Attempts finished, by (kind, outcome): exported as metrics.
+        self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
         self._settling: set[asyncio.Task[None]] = set()
 
     async def deliver(self, kind: JobKind[Any], entry_id: Any, fields: Mapping[Any, Any]) -> None:
@@ -165,6 +174,7 @@ class Deliveries:
                 log.warning(
                     "job overtaken by another delivery; abandoned", extra=_fields(kind, job_id)
                 )
+                self.outcomes[kind.name, "overtaken"] += 1
                 return
             # Shutdown: hand the job back, in a task of its own that the cancellation cannot
             # reach; drain() waits for it before Redis is closed.
@@ -227,6 +237,7 @@ class Deliveries:
                     log.error("could not record the outcome %s: %s", outcome, exc, extra=fields)
                     return
                 await asyncio.sleep(pause)
+        self.outcomes[kind.name, _OUTCOME_NAMES[outcome] if written else "overtaken"] += 1
         if not written:
             log.warning("outcome %s discarded: the job was taken over", outcome, extra=fields)
         elif outcome == "succeeded":
