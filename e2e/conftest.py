@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,12 +25,14 @@ from gateway.settings import Settings as GatewaySettings
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import Register, Running, start
 from meshplate_testing.databases import migrated_database
+from meshplate_testing.edge import Edge, local_config
 from meshplate_testing.servers import free_port
 from ratelimit.settings import Settings as RateLimitSettings
 from users.settings import Settings as UsersSettings
 
 from .identity import ADMIN
 
+ENVOY_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "envoy" / "envoy.yaml"
 MIGRATIONS: dict[str, Path] = {
     "auth": auth.server.MIGRATIONS,
     "users": users.server.MIGRATIONS,
@@ -68,6 +70,7 @@ class Stack:
     engines: dict[str, AsyncEngine]
     ratelimit_settings: RateLimitSettings
     base_url: str = ""
+    gateway_url: str = ""
     running: dict[str, Running] = field(default_factory=dict)
 
     async def start(self, name: str) -> None:
@@ -81,11 +84,11 @@ class Stack:
         await self.running.pop(name).server.stop(grace=None)
 
     @contextlib.asynccontextmanager
-    async def another_ratelimit(self) -> AsyncIterator[int]:
-        """A second ratelimit process (its own limiter and rule cache) on the same stores."""
-        async with ratelimit.server.build(
-            self.engines["ratelimit"], settings=self.ratelimit_settings
-        ) as register:
+    async def another_ratelimit(self, **changes: object) -> AsyncIterator[int]:
+        """A second ratelimit process (its own limiter and rule cache) on the same stores,
+        with `changes` to its settings."""
+        settings = self.ratelimit_settings.model_copy(update=changes)
+        async with ratelimit.server.build(self.engines["ratelimit"], settings=settings) as register:
             running = await start(register, service_name=SERVICE_NAMES["ratelimit"])
             try:
                 yield running.port
@@ -98,11 +101,11 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
-    """A gateway on a free port, served by uvicorn; its base URL."""
+async def serve_gateway(settings: GatewaySettings, port: int = 0) -> AsyncIterator[str]:
+    """A gateway on `port` (0: a free one), served by uvicorn; its base URL."""
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=0, log_config=None, proxy_headers=False
+            create_app(settings), host="127.0.0.1", port=port, log_config=None, proxy_headers=False
         )
     )
     serving = asyncio.create_task(server.serve())
@@ -116,12 +119,49 @@ async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[str]:
         await serving
 
 
+@dataclass(frozen=True)
+class EdgePorts:
+    """Where the session's Envoy expects the stack: every test's gateway and ratelimit service
+    listen on these same ports."""
+
+    gateway: int
+    ratelimit: int
+
+
+@pytest.fixture(scope="session")
+def edge_ports() -> EdgePorts:
+    return EdgePorts(gateway=free_port(), ratelimit=free_port())
+
+
+@pytest.fixture(scope="session")
+def edge(edge_ports: EdgePorts) -> Iterator[Edge]:
+    """The real Envoy with deploy/envoy/envoy.yaml in front of the stack, for the session."""
+    proxy = Edge(
+        local_config(
+            ENVOY_CONFIG,
+            listen=("127.0.0.1", free_port()),
+            admin=("127.0.0.1", free_port()),
+            gateways=[("127.0.0.1", edge_ports.gateway)],
+            ratelimit=("127.0.0.1", edge_ports.ratelimit),
+        )
+    )
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
 @pytest.fixture
 async def stack(
-    stack_database_urls: dict[str, str], flushed_redis: str, tmp_path: Path
+    stack_database_urls: dict[str, str],
+    flushed_redis: str,
+    tmp_path: Path,
+    edge: Edge,
+    edge_ports: EdgePorts,
 ) -> AsyncIterator[Stack]:
-    """Everything up, with empty databases (but the first admin) and an empty Redis."""
+    """Everything up behind Envoy, with empty databases (but the first admin) and an empty
+    Redis. `stack.client()` talks to Envoy; `stack.gateway_url` is the gateway itself."""
     ports = {name: free_port() for name in MIGRATIONS}
+    ports["ratelimit"] = edge_ports.ratelimit
     engines = {
         name: open_engine(url, pool_size=5, application_name="stack-tests")
         for name, url in stack_database_urls.items()
@@ -143,6 +183,7 @@ async def stack(
         redis_url=flushed_redis,
         # Out of the way of the other tests; rate-limit tests set their rules.
         default_limit=10_000,
+        edge_limit=1_000_000,
         _env_file=None,
     )
     auth_settings = AuthSettings(
@@ -176,12 +217,17 @@ async def stack(
                 users_addr=f"127.0.0.1:{ports['users']}",
                 ratelimit_addr=f"127.0.0.1:{ports['ratelimit']}",
                 redis_url=flushed_redis,
+                # Envoy, on this machine, sets X-Forwarded-For.
+                trusted_proxies=["127.0.0.1/32"],
                 _env_file=None,
             ),
         )
         for name in registers:
             await stack.start(name)
-        stack.base_url = await exits.enter_async_context(serve_gateway(stack.gateway_settings))
+        stack.gateway_url = await exits.enter_async_context(
+            serve_gateway(stack.gateway_settings, port=edge_ports.gateway)
+        )
+        stack.base_url = edge.url
         yield stack
         for name in list(stack.running):
             await stack.stop(name)

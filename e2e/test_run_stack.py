@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def _listening(port: int) -> bool:
 
 
 async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis: str) -> None:
-    names = ("auth", "users", "ratelimit", "gateway", "worker", "mail")
+    names = ("auth", "users", "ratelimit", "gateway", "worker", "mail", "edge", "edge-admin")
     ports = {name: free_port() for name in names}
     metrics = {name: free_port() for name in METRICS}
     env = {
@@ -41,6 +42,8 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
         "GATEWAY_PORT": str(ports["gateway"]),
         "WORKER_HTTP_PORT": str(ports["worker"]),
         "WORKER_SMTP_PORT": str(ports["mail"]),
+        "EDGE_PORT": str(ports["edge"]),
+        "EDGE_ADMIN_PORT": str(ports["edge-admin"]),
         **{f"{name.upper()}_METRICS_PORT": str(port) for name, port in metrics.items()},
         "USERS_ARGON2_TIME_COST": "1",
     }
@@ -48,7 +51,8 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
     await runner.start()
     try:
         await runner.wait_for_output("Meshplate is up", timeout_s=60)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['gateway']}") as client:
+        # In through Envoy, the entry point.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['edge']}") as client:
             ready = await client.get("/health/ready")
             created = await client.post(
                 "/api/v1/user",
@@ -65,6 +69,15 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
     assert ready.status_code == 200, runner.output()
     assert created.status_code == 201
     assert mail
+    # Envoy's access log, among the runner's output.
+    edge_log = [
+        json.loads(payload)
+        for line in runner.raw
+        if line.startswith("envoy ") and (payload := line.split("| ", 1)[1]).startswith("{")
+    ]
+    assert {"method": "POST", "path": "/api/v1/user", "status": 201}.items() <= next(
+        entry.items() for entry in edge_log if entry["path"] == "/api/v1/user"
+    )
     # Every process shows its requests, and the domain's own counts.
     assert (
         'http_requests_total{method="POST",route="/api/v1/user",status="201"} 1.0'

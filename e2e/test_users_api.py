@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -150,13 +151,21 @@ async def test_unicode_name_and_email_are_kept(stack: Stack) -> None:
     assert (response.json()["name"], response.json()["email"]) == ("Zoë 山田", "zoë@bücher.example")
 
 
-async def test_request_id_is_echoed_or_made(stack: Stack) -> None:
+async def test_the_edge_gives_each_request_its_id_and_the_gateway_keeps_it(stack: Stack) -> None:
     async with stack.client() as client:
         given = await client.get("/api/v1/user/nobody", headers={"X-Request-ID": "abc-123"})
         made = await client.get("/api/v1/user/nobody")
+    async with stack.client(stack.gateway_url) as inside:
+        internal = await inside.get("/api/v1/user/nobody", headers={"X-Request-ID": "abc-123"})
+        fresh = await inside.get("/api/v1/user/nobody")
 
-    assert given.headers["x-request-id"] == "abc-123"
-    assert len(made.headers["x-request-id"]) == 32
+    # From outside, Envoy's own id replaces whatever the client sent.
+    ids = [given.headers["x-request-id"], made.headers["x-request-id"]]
+    assert all(str(uuid.UUID(value)) == value for value in ids)
+    assert ids[0] != ids[1]
+    # Behind the edge, the gateway keeps the id it is given (Envoy's), or makes one.
+    assert internal.headers["x-request-id"] == "abc-123"
+    assert len(fresh.headers["x-request-id"]) == 32
 
 
 async def test_users_service_down_is_503_not_500(stack: Stack) -> None:

@@ -1,9 +1,11 @@
 """`make run`: the whole local stack in the foreground, stopped together by Ctrl-C or SIGTERM.
 
 Starts auth, users, ratelimit, worker and gateway as child processes on the ports of their settings
-(DESIGN.md's defaults, or the environment and `.env`), with their output prefixed by name, and,
-unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it gets; waits
-until the gateway's /health/ready answers 200 and prints where everything is. A child that exits
+(DESIGN.md's defaults, or the environment and `.env`), Envoy in front of the gateway as the entry
+point (deploy/envoy/envoy.yaml with local addresses; EDGE_HOST, EDGE_PORT 8080, EDGE_ADMIN_PORT
+9901), and, unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it
+gets; their output is prefixed by name. Waits until /health/ready answers 200 through Envoy and
+prints where everything is. A child that exits
 is reported and the rest keep running, so a service can be stopped and started by hand.
 """
 
@@ -25,18 +27,27 @@ import redis
 
 from auth.settings import Settings as AuthSettings
 from gateway.settings import Settings as GatewaySettings
+from meshplate_testing.edge import envoy_command, local_config, write_config
 from ratelimit.settings import Settings as RateLimitSettings
 from users.settings import Settings as UsersSettings
 from worker.settings import Settings as WorkerSettings
 
 SERVICES = ("auth", "users", "ratelimit", "worker", "gateway")
+ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _environment() -> dict[str, str]:
-    env = {"ENVIRONMENT": "local", "LOG_JSON": "false", **os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {
+        "ENVIRONMENT": "local",
+        "LOG_JSON": "false",
+        # Envoy, on this machine, sets X-Forwarded-For.
+        "GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+    }
     # The gateway and the worker find each service where that service's own settings put it.
     for name, settings in (
         ("AUTH", AuthSettings()),
@@ -109,8 +120,21 @@ def main() -> int:
         # A local SMTP server that prints every message, so the welcome e-mails can be read.
         sink = str(Path(__file__).with_name("mail_sink.py"))
         commands["mail"] = [sys.executable, sink, worker.smtp_host, str(worker.smtp_port)]
+    edge_host = env.get("EDGE_HOST", "127.0.0.1")
+    edge_port = int(env.get("EDGE_PORT", "8080"))
+    ratelimit = RateLimitSettings()
+    edge_config = write_config(
+        local_config(
+            ROOT / "deploy" / "envoy" / "envoy.yaml",
+            listen=(edge_host, edge_port),
+            admin=("127.0.0.1", int(env.get("EDGE_ADMIN_PORT", "9901"))),
+            gateways=[(gateway.host, gateway.port)],
+            ratelimit=(ratelimit.grpc_host, ratelimit.grpc_port),
+        )
+    )
+    commands["envoy"] = envoy_command(edge_config)
     children = {name: _start(name, argv, env) for name, argv in commands.items()}
-    base = f"http://{gateway.host}:{gateway.port}"
+    base = f"http://{edge_host}:{edge_port}"
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not stopping.is_set() and not _ready(f"{base}/health/ready"):
         if time.monotonic() > deadline:
@@ -120,9 +144,10 @@ def main() -> int:
         time.sleep(0.2)
     if not stopping.is_set():
         print(  # noqa: T201
-            f"\nMeshplate is up. REST API {base}/api/v1  docs {base}/docs  "
-            f"readiness {base}/health/ready  worker http://{worker.http_host}:{worker.http_port}"
-            f"/health"
+            f"\nMeshplate is up, behind Envoy at {base}: REST API {base}/api/v1  docs {base}/docs  "
+            f"readiness {base}/health/ready\n(the gateway itself: "
+            f"http://{gateway.host}:{gateway.port}; worker http://{worker.http_host}:"
+            f"{worker.http_port}/health)"
             + (
                 f"  e-mails printed by 'mail' ({worker.smtp_host}:{worker.smtp_port})"
                 if mail_sink

