@@ -10,7 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from meshplate_core.grpc_server import serve_until_terminated, watch_health
+from meshplate_core.grpc_server import LIVENESS, serve_until_terminated, watch_health
 from meshplate_testing.servers import free_port
 
 from .conftest import PROBE, ProbeFactory, register_probe
@@ -69,6 +69,8 @@ async def test_health_follows_the_check_both_ways(probe_server: ProbeFactory) ->
         await _eventually(lambda: _is(probe.channel, SERVING))
         database_up = False
         await _eventually(lambda: _is(probe.channel, NOT_SERVING))
+        # Unready, but alive: liveness probes must not restart a pod for its database.
+        assert await _status(probe.channel, LIVENESS) == SERVING
         database_up = True
         await _eventually(lambda: _is(probe.channel, SERVING))
     finally:

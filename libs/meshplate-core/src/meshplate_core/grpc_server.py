@@ -31,6 +31,9 @@ Check = Callable[[], Awaitable[None]]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The health entry of liveness probes: SERVING from start to shutdown, whatever the database
+# says (a database outage must make pods unready, not restart them).
+LIVENESS = "meshplate.liveness"
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ async def start(
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     running = Running(server, bound, checks, service_name)
+    await checks.set(LIVENESS, SERVING)
     await running.set_serving(serving)
     return running
 
