@@ -17,6 +17,7 @@ from google.protobuf.descriptor_pb2 import MethodOptions
 
 from meshplate_core.interceptors import REQUEST_ID_KEY
 from meshplate_core.logging import request_id
+from meshplate_core.tracing import inject
 
 _RETRYABLE_LEVELS = (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
 
@@ -83,6 +84,9 @@ def open_channel(
 
 
 def call_metadata() -> tuple[tuple[str, str], ...]:
-    """Metadata every outgoing call carries: the request id of the request being served."""
+    """Metadata every outgoing call carries: the request id of the request being served, and
+    the trace context."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
     rid = request_id.get()
-    return ((REQUEST_ID_KEY, rid),) if rid else ()
+    return (*(((REQUEST_ID_KEY, rid),) if rid else ()), *carrier.items())

@@ -21,6 +21,7 @@ from meshplate_core.interceptors import (
     DomainErrorInterceptor,
     MetricsInterceptor,
     RequestIdInterceptor,
+    TracingInterceptor,
 )
 from meshplate_core.metrics import RpcMetrics
 
@@ -65,6 +66,7 @@ async def start(
     """Start a server with the Meshplate interceptors, health and reflection (and every RPC
     counted in `metrics`, when given)."""
     interceptors: list[grpc.aio.ServerInterceptor] = [
+        TracingInterceptor(),
         RequestIdInterceptor(),
         DomainErrorInterceptor(),
     ]

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import grpc
+from opentelemetry import trace
 
 from meshplate_core.errors import (
     AlreadyExistsError,
@@ -29,6 +30,7 @@ from meshplate_core.errors import (
 )
 from meshplate_core.logging import request_id
 from meshplate_core.metrics import RpcMetrics
+from meshplate_core.tracing import extract, span
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,24 @@ class DomainErrorInterceptor(_UnaryInterceptor):
         except Exception:
             log.exception("unexpected error in %s", details.method)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+class TracingInterceptor(_UnaryInterceptor):
+    """Continues the caller's trace (from the call's metadata) in a server span per RPC."""
+
+    async def around(
+        self, behavior: Behavior, request: Any, context: Context, details: grpc.HandlerCallDetails
+    ) -> Any:
+        parent = extract(dict(details.invocation_metadata or ()))
+        method = details.method.lstrip("/")
+        service, _, name = method.partition("/")
+        with span(
+            method,
+            parent=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        ):
+            return await _call(behavior, request, context)
 
 
 class MetricsInterceptor(_UnaryInterceptor):

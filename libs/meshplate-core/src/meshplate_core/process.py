@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from meshplate_core.logging import configure_logging
 from meshplate_core.settings import ServiceSettings
+from meshplate_core.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def load_settings(service: str, load: Callable[[], S]) -> S:
         print(f"{service}: invalid settings: {reason}", file=sys.stderr)  # noqa: T201
         raise SystemExit(2) from None
     configure_logging(service=service, level=settings.log_level, json_lines=settings.log_json)
+    configure_tracing(service)
     return settings
 
 

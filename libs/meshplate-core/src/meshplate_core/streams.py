@@ -15,10 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from opentelemetry.context import Context
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from meshplate_core.events import Event
+from meshplate_core.tracing import extract, inject
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,10 @@ E = TypeVar("E", bound=Event)
 
 def encode(event: Event) -> dict[str, str]:
     """The fields of the stream entry that carries `event`."""
-    envelope = {
-        "data": event.model_dump_json(),
-        "headers": {"content-type": "application/json", "correlation_id": event.event_id},
-    }
+    headers = {"content-type": "application/json", "correlation_id": event.event_id}
+    # The request that caused the event: its handling belongs to the same trace.
+    inject(headers)
+    envelope = {"data": event.model_dump_json(), "headers": headers}
     return {DATA_KEY: json.dumps(envelope)}
 
 
@@ -42,6 +44,16 @@ def decode(model: type[E], fields: Mapping[Any, Any]) -> E:
         raise ValueError("stream entry has no event")
     envelope = json.loads(raw)
     return model.model_validate_json(envelope["data"])
+
+
+def trace_context(fields: Mapping[Any, Any]) -> Context:
+    """The trace context an entry was written under (empty when it has none or is malformed)."""
+    raw = fields.get(DATA_KEY.encode(), fields.get(DATA_KEY))
+    try:
+        headers = json.loads(raw)["headers"]
+    except (TypeError, ValueError, KeyError):
+        return Context()
+    return extract(headers) if isinstance(headers, dict) else Context()
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:

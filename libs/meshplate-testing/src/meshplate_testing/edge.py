@@ -47,14 +47,20 @@ def local_config(
     admin: Address,
     gateways: Sequence[Address],
     ratelimit: Address,
+    collector: Address = ("127.0.0.1", 4317),
 ) -> dict[str, Any]:
-    """The edge config of `template` with these addresses (the clusters become STATIC)."""
+    """The edge config of `template` with these addresses (the clusters become STATIC; traces
+    go to an OpenTelemetry collector on the standard local port, if one runs)."""
     config: dict[str, Any] = copy.deepcopy(yaml.safe_load(template.read_text()))
     config["admin"]["address"] = _socket(admin)
     [listener] = config["static_resources"]["listeners"]
     listener["address"] = _socket(listen)
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
-    for name, addresses in (("gateway", gateways), ("ratelimit", [ratelimit])):
+    for name, addresses in (
+        ("gateway", gateways),
+        ("ratelimit", [ratelimit]),
+        ("otel-collector", [collector]),
+    ):
         cluster = clusters[name]
         cluster["type"] = "STATIC"
         cluster.pop("dns_lookup_family", None)
@@ -79,6 +85,9 @@ def envoy_command(config_file: Path, *, log_level: str = "warning") -> list[str]
         log_level,
         # No shared memory for hot restarts: several Envoys (tests, a local run) may coexist.
         "--disable-hot-restart",
+        # The access log reaches stdout within a second (Envoy's default waits ten).
+        "--file-flush-interval-msec",
+        "1000",
     ]
 
 

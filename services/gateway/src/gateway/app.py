@@ -166,6 +166,10 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # FastAPI's own OpenTelemetry tracing: a server span per request continuing the trace
+        # Envoy (or the client) started, current while the handler makes its gRPC calls and
+        # enqueues jobs. Metrics are Prometheus' (gateway.metrics); logs are our JSON lines.
+        telemetry={"tracing": True, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.add_middleware(CacheHeadersMiddleware, max_age_s=settings.client_cache_max_age)
     app.add_middleware(

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from meshplate_core.jobs import JobStore
-from meshplate_core.streams import decode
+from meshplate_core.streams import decode, trace_context
+from meshplate_core.tracing import span
 from worker.attempts import Attempts, Entry, Outcome
 from worker.kind import JobKind
 from worker.outcomes import PermanentError
@@ -119,6 +121,23 @@ class Deliveries:
             log.error("job dead: %s", error, extra={"job_kind": kind.name})
             return
         job_id = kind.job_id(event)
+        # The job continues the trace of the request that enqueued it.
+        with span(
+            f"job {kind.name}",
+            parent=trace_context(fields),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "redis",
+                "messaging.destination.name": entry.stream,
+                "messaging.consumer.group.name": entry.group,
+                "meshplate.job_id": job_id,
+            },
+        ):
+            await self._run(kind, entry, fields, event, job_id)
+
+    async def _run(
+        self, kind: JobKind[Any], entry: Entry, fields: Mapping[Any, Any], event: Any, job_id: str
+    ) -> None:
         owner_id = kind.owner_id(event)
         begun = await self._attempts.begin(entry, job_id, owner_id=owner_id, system=kind.system)
         if begun.decision == "done":
