@@ -3,8 +3,9 @@ interfaces, so the job kinds know nothing of gRPC."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -93,32 +94,35 @@ class UsersCalls:
 
     async def tiers(self) -> AsyncIterator[tuple[int, str]]:
         """Every tier as (id, name)."""
-        page = 1
-        while True:
-            with _call("users ListTiers"):
-                reply = await users_pb2_grpc.UsersServiceStub(self._peer.channel()).ListTiers(
-                    users_pb2.ListTiersRequest(page=page, items_per_page=PAGE_SIZE),
-                    timeout=self._peer.timeout_s,
-                    metadata=call_metadata(),
-                )
-            for tier in reply.tiers:
-                yield tier.id, tier.name
-            if len(reply.tiers) < PAGE_SIZE:
-                return
-            page += 1
+        stub = users_pb2_grpc.UsersServiceStub(self._peer.channel())
+        async for tier in self._every(
+            "users ListTiers", stub.ListTiers, users_pb2.ListTiersRequest, "tiers"
+        ):
+            yield tier.id, tier.name
 
     async def user_tiers(self) -> AsyncIterator[int | None]:
         """The tier id of every live user (None: no tier)."""
+        stub = users_pb2_grpc.UsersServiceStub(self._peer.channel())
+        async for user in self._every(
+            "users ListUsers", stub.ListUsers, users_pb2.ListUsersRequest, "users"
+        ):
+            yield user.tier_id if user.HasField("tier_id") else None
+
+    async def _every(
+        self, name: str, rpc: Any, request: Callable[..., Any], field: str
+    ) -> AsyncIterator[Any]:
+        """Every item of a paged list RPC, a page of PAGE_SIZE at a time."""
         page = 1
         while True:
-            with _call("users ListUsers"):
-                reply = await users_pb2_grpc.UsersServiceStub(self._peer.channel()).ListUsers(
-                    users_pb2.ListUsersRequest(page=page, items_per_page=PAGE_SIZE),
+            with _call(name):
+                reply = await rpc(
+                    request(page=page, items_per_page=PAGE_SIZE),
                     timeout=self._peer.timeout_s,
                     metadata=call_metadata(),
                 )
-            for user in reply.users:
-                yield user.tier_id if user.HasField("tier_id") else None
-            if len(reply.users) < PAGE_SIZE:
+            items = getattr(reply, field)
+            for item in items:
+                yield item
+            if len(items) < PAGE_SIZE:
                 return
             page += 1
