@@ -141,6 +141,7 @@ def edge(edge_ports: EdgePorts) -> Iterator[Edge]:
             ENVOY_CONFIG,
             listen=("127.0.0.1", free_port()),
             admin=("127.0.0.1", free_port()),
+            stats=("127.0.0.1", free_port()),
             gateways=[("127.0.0.1", edge_ports.gateway)],
             ratelimit=("127.0.0.1", edge_ports.ratelimit),
         )

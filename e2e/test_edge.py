@@ -94,12 +94,29 @@ async def test_bodies_over_one_mebibyte_are_refused_at_the_edge(stack: Stack) ->
 
 async def test_metrics_stay_inside(stack: Stack) -> None:
     async with stack.client() as outside, stack.client(stack.gateway_url) as inside:
-        public = await outside.get("/metrics")
+        public = [
+            (await outside.get(path)).status_code
+            for path in ("/metrics", "/%6Detrics", "//metrics", "/api/../metrics")
+        ]
         internal = await inside.get("/metrics")
 
-    assert public.status_code == 404
+    assert public == [404, 404, 404, 404]
     assert internal.status_code == 200
     assert "http_requests_total" in internal.text
+
+
+async def test_envoy_serves_its_own_metrics_beside_the_edge(stack: Stack, edge: Edge) -> None:
+    async with stack.client() as client:
+        answer = await client.get("/health")
+    assert edge.stats_url is not None
+    async with httpx.AsyncClient(base_url=edge.stats_url) as scraper:
+        metrics = await scraper.get("/metrics")
+        admin = await scraper.get("/config_dump")
+
+    assert answer.headers["server"] == "meshplate"
+    assert metrics.status_code == 200
+    assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="gateway"}' in metrics.text
+    assert admin.status_code == 404
 
 
 async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: Stack) -> None:

@@ -135,6 +135,20 @@ async def test_forwarded_for_counts_only_from_a_trusted_proxy(stack: Stack) -> N
     assert forwarded == [9999, 9998, 9997]
 
 
+async def test_a_client_cannot_pick_an_address_inside_the_trusted_ranges(stack: Stack) -> None:
+    # Behind a load balancer that hides clients, the hop Envoy appends may itself lie inside a
+    # trusted range; what the client wrote before it still counts for nothing.
+    trusting = stack.gateway_settings.model_copy(
+        update={"trusted_proxies": ["127.0.0.1/32", "10.0.0.0/8"]}
+    )
+    forged = [f"10.0.3.{n}, 10.0.0.7" for n in range(3)]
+
+    async with serve_gateway(trusting) as url:
+        remaining = await _remaining_after(url, stack, forged)
+
+    assert remaining == [9999, 9998, 9997]
+
+
 async def test_each_client_behind_a_trusted_proxy_has_its_own_budget(stack: Stack) -> None:
     trusting = stack.gateway_settings.model_copy(update={"trusted_proxies": ["127.0.0.1"]})
 
@@ -331,3 +345,20 @@ async def test_parallel_guesses_cannot_outrun_the_login_count(stack: Stack) -> N
 
     assert sum(a.status_code == 401 for a in answers) == 10
     assert sum(a.status_code == 429 for a in answers) == 20
+
+
+async def test_answers_of_the_limiter_are_counted_under_their_route(stack: Stack) -> None:
+    async with stack.client() as client:
+        admin = await _admin(client)
+        await _rule(client, admin, "/api/v1/user/me/", 1)
+        await sign_up(client, "ann")
+        ann, _ = await log_in(client, "ann")
+        statuses = [
+            (await client.get("/api/v1/user/me/", headers=bearer(ann))).status_code
+            for _ in range(2)
+        ]
+    async with stack.client(stack.gateway_url) as inside:
+        metrics = (await inside.get("/metrics")).text
+
+    assert statuses == [200, 429]
+    assert 'http_requests_total{method="GET",route="/api/v1/user/me/",status="429"} 1.0' in metrics

@@ -31,7 +31,17 @@ def _listening(port: int) -> bool:
 
 
 async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis: str) -> None:
-    names = ("auth", "users", "ratelimit", "gateway", "worker", "mail", "edge", "edge-admin")
+    names = (
+        "auth",
+        "users",
+        "ratelimit",
+        "gateway",
+        "worker",
+        "mail",
+        "edge",
+        "edge-admin",
+        "edge-stats",
+    )
     ports = {name: free_port() for name in names}
     metrics = {name: free_port() for name in METRICS}
     env = {
@@ -44,6 +54,7 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
         "WORKER_SMTP_PORT": str(ports["mail"]),
         "EDGE_PORT": str(ports["edge"]),
         "EDGE_ADMIN_PORT": str(ports["edge-admin"]),
+        "EDGE_STATS_PORT": str(ports["edge-stats"]),
         **{f"{name.upper()}_METRICS_PORT": str(port) for name, port in metrics.items()},
         "USERS_ARGON2_TIME_COST": "1",
     }
@@ -63,6 +74,7 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
         scraped = {name: await _scrape(port) for name, port in metrics.items()}
         scraped["gateway"] = await _scrape(ports["gateway"])
         scraped["worker"] = await _scrape(ports["worker"])
+        scraped["envoy"] = await _scrape(ports["edge-stats"])
     finally:
         code = await runner.terminate(timeout_s=30)
 
@@ -89,6 +101,7 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
     assert 'ratelimit_decisions_total{outcome="allowed"}' in scraped["ratelimit"]
     assert 'worker_jobs_total{kind="welcome-email",outcome="succeeded"}' in scraped["worker"]
     assert 'worker_queue_depth{kind="welcome-email",state="pending"} 0.0' in scraped["worker"]
+    assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="gateway"}' in scraped["envoy"]
     assert code == 0, runner.output()
     assert not any(_listening(port) for port in [*ports.values(), *metrics.values()])
 

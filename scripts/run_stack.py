@@ -3,7 +3,7 @@
 Starts auth, users, ratelimit, worker and gateway as child processes on the ports of their settings
 (DESIGN.md's defaults, or the environment and `.env`), Envoy in front of the gateway as the entry
 point (deploy/envoy/envoy.yaml with local addresses; EDGE_HOST, EDGE_PORT 8080, EDGE_ADMIN_PORT
-9901), and, unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it
+9901, EDGE_STATS_PORT 9902 for its metrics), and, unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it
 gets; their output is prefixed by name. Waits until /health/ready answers 200 through Envoy and
 prints where everything is. A child that exits
 is reported and the rest keep running, so a service can be stopped and started by hand.
@@ -128,6 +128,7 @@ def main() -> int:
             ROOT / "deploy" / "envoy" / "envoy.yaml",
             listen=(edge_host, edge_port),
             admin=("127.0.0.1", int(env.get("EDGE_ADMIN_PORT", "9901"))),
+            stats=("127.0.0.1", int(env.get("EDGE_STATS_PORT", "9902"))),
             gateways=[(gateway.host, gateway.port)],
             ratelimit=(ratelimit.grpc_host, ratelimit.grpc_port),
         )

@@ -51,6 +51,15 @@ def pod_specs(overlay: str) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{kind}/{name}", workload["spec"]["template"]["spec"]
 
 
+def config(overlay: str) -> dict[str, str]:
+    """The data of the generated meshplate-config (its name carries a content hash)."""
+    [found] = [
+        c for n, c in objects(overlay, "ConfigMap").items() if n.startswith("meshplate-config-")
+    ]
+    data: dict[str, str] = found["data"]
+    return data
+
+
 def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "<from>") for e in container.get("env", [])}
 
@@ -71,8 +80,28 @@ def test_each_service_has_its_deployment_service_account_autoscaler_and_budget(
     for name, hpa in objects(overlay, "HorizontalPodAutoscaler").items():
         assert hpa["spec"]["scaleTargetRef"]["name"] == name
     assert set(objects(overlay, "Job")) == {f"{name}-migrate" for name in GRPC}
-    assert {"meshplate-config"} <= set(objects(overlay, "ConfigMap"))
-    assert {"meshplate-secrets"} <= set(objects(overlay, "Secret"))
+    for name, pdb in objects(overlay, "PodDisruptionBudget").items():
+        # A budget that a single replica can still satisfy while a node drains.
+        assert pdb["spec"] == {"maxUnavailable": 1, "selector": pdb["spec"]["selector"]}, name
+    for name, deployment in objects(overlay, "Deployment").items():
+        assert "replicas" not in deployment["spec"], f"{name}: the autoscaler owns the count"
+    assert config(overlay)["ENVIRONMENT"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_is_applied_but_every_reference_names_the_expected_one(overlay: str) -> None:
+    assert objects(overlay, "Secret") == {}
+    example = yaml.safe_load((ROOT / "deploy" / "k8s" / "secret.example.yaml").read_text())
+    kubernetes_validate.validate(example, KUBERNETES_VERSION, strict=True)
+    keys = set(example["stringData"])
+    for where, spec in pod_specs(overlay):
+        for container in spec["containers"]:
+            for variable in container.get("env", []):
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref is None:
+                    continue
+                assert ref["name"] == "meshplate-secrets", where
+                assert ref["key"] in keys or ref.get("optional"), (where, ref["key"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -112,13 +141,19 @@ def test_probes_are_native_and_the_pods_grace_outlasts_the_services(overlay: str
         # New pods get traffic: clients are sent GOAWAY after a while.
         assert 0 < float(env[f"{name.upper()}_MAX_CONNECTION_AGE_S"]) <= 600
         assert env[f"{name.upper()}_MIGRATE_ON_START"] == "false"
-    for name in ("gateway", "worker"):
+    # The gateway is ready once started (one dependency's outage must not empty Envoy's
+    # rotation); the worker while Redis answers.
+    for name, ready in (("gateway", "/health"), ("worker", "/health/ready")):
         spec = deployments[name]["spec"]["template"]["spec"]
         [container] = spec["containers"]
-        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        assert container["readinessProbe"]["httpGet"]["path"] == ready
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         grace = float(env_of(container)[f"{name.upper()}_SHUTDOWN_GRACE_S"])
-        assert spec["terminationGracePeriodSeconds"] > grace
+        pause = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        assert spec["terminationGracePeriodSeconds"] > grace + pause
+    for name in ("gateway", "envoy"):
+        [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
+        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] >= 10, name
     worker = deployments["worker"]["spec"]["template"]["spec"]["containers"][0]
     consumer = next(e for e in worker["env"] if e["name"] == "WORKER_CONSUMER")
     assert consumer["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -129,9 +164,9 @@ def test_grpc_services_are_headless_and_clients_balance_per_call(overlay: str) -
     services = objects(overlay, "Service")
     for name in (*GRPC, "gateway"):
         assert services[name]["spec"]["clusterIP"] == "None", name
-    config = objects(overlay, "ConfigMap")["meshplate-config"]["data"]
+    settings = config(overlay)
     for key in ("GATEWAY_AUTH_ADDR", "GATEWAY_USERS_ADDR", "GATEWAY_RATELIMIT_ADDR"):
-        assert config[key].startswith("dns:///"), key
+        assert settings[key].startswith("dns:///"), key
 
 
 def _allowed_from(policy: dict[str, Any]) -> set[str]:
@@ -175,13 +210,14 @@ def test_envoy_runs_the_committed_config(overlay: str) -> None:
 
 
 def test_the_overlays_differ_where_they_should() -> None:
-    dev = objects("dev", "ConfigMap")["meshplate-config"]["data"]
-    prod = objects("prod", "ConfigMap")["meshplate-config"]["data"]
+    dev, prod = config("dev"), config("prod")
     assert (dev["ENVIRONMENT"], prod["ENVIRONMENT"]) == ("staging", "production")
     assert {
         o["metadata"].get("namespace") for o in rendered("prod") if o["kind"] != "Namespace"
     } == {"meshplate"}
     assert objects("prod", "Service")["envoy"]["spec"]["type"] == "LoadBalancer"
+    # The client's own address reaches Envoy (its per-address limit, the gateway's subject).
+    assert objects("prod", "Service")["envoy"]["spec"]["externalTrafficPolicy"] == "Local"
     assert (
         objects("dev", "Deployment")["auth"]["spec"]["template"]["spec"]["containers"][0]["image"]
         == "meshplate/auth:dev"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,3 +82,49 @@ async def test_tallies_are_read_at_each_scrape_over_http() -> None:
     assert 'things_total{event="hits"} 0.0' in before
     assert 'things_total{event="hits"} 3.0' in after
     assert 'things_total{event="misses"} 0.0' in after
+
+
+async def test_a_call_past_its_deadline_is_counted_as_such_not_as_a_failure() -> None:
+    async def slow(request: bytes, context: Context) -> bytes:
+        await asyncio.sleep(2)
+        return request
+
+    registry = CollectorRegistry()
+    behaviors: dict[str, Behavior] = {"Slow": slow}
+    running = await start(
+        lambda server: register_probe(server, behaviors),
+        service_name=PROBE,
+        metrics=RpcMetrics(registry),
+    )
+    probe = Probe(running, grpc.aio.insecure_channel(f"127.0.0.1:{running.port}"))
+    try:
+        rpc: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = probe.channel.unary_unary(
+            f"/{PROBE}/Slow"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await rpc(b"", timeout=0.2)
+        async with asyncio.timeout(5):
+            while (
+                registry.get_sample_value(
+                    "grpc_server_handling_seconds_count",
+                    {"grpc_service": PROBE, "grpc_method": "Slow"},
+                )
+                is None
+            ):
+                await asyncio.sleep(0.02)
+    finally:
+        await probe.channel.close()
+        await running.server.stop(grace=None)
+
+    assert err.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    labels = {"grpc_service": PROBE, "grpc_method": "Slow"}
+    assert (
+        registry.get_sample_value(
+            "grpc_server_handled_total", {**labels, "grpc_code": "DEADLINE_EXCEEDED"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value("grpc_server_handled_total", {**labels, "grpc_code": "INTERNAL"})
+        is None
+    )

@@ -7,6 +7,7 @@ health and reflection services need neither.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -35,6 +36,21 @@ from meshplate_core.tracing import extract, span
 log = logging.getLogger(__name__)
 
 REQUEST_ID_KEY = "x-request-id"
+_UNTRACED_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
+_SERVER_FAILURES = frozenset(
+    {
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 # Trailing metadata on every status a service chose on purpose (a domain error), so a caller can
 # tell "the service said UNAVAILABLE" from "the service could not be reached".
 DOMAIN_ERROR_KEY = "meshplate-domain-error"
@@ -152,21 +168,31 @@ class DomainErrorInterceptor(_UnaryInterceptor):
 
 
 class TracingInterceptor(_UnaryInterceptor):
-    """Continues the caller's trace (from the call's metadata) in a server span per RPC."""
+    """Continues the caller's trace (from the call's metadata) in a server span per RPC; health
+    checks and reflection are not traced. A span is an error only when the service failed
+    (INTERNAL, UNKNOWN, UNAVAILABLE, DATA_LOSS), not when it answered NOT_FOUND and the like."""
 
     async def around(
         self, behavior: Behavior, request: Any, context: Context, details: grpc.HandlerCallDetails
     ) -> Any:
-        parent = extract(dict(details.invocation_metadata or ()))
         method = details.method.lstrip("/")
         service, _, name = method.partition("/")
+        if service in _UNTRACED_SERVICES:
+            return await _call(behavior, request, context)
         with span(
             method,
-            parent=parent,
+            parent=extract(dict(details.invocation_metadata or ())),
             kind=trace.SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
-        ):
-            return await _call(behavior, request, context)
+        ) as current:
+            try:
+                return await _call(behavior, request, context)
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                current.set_attribute("rpc.grpc.status_code", code.value[0])
+                if code in _SERVER_FAILURES:
+                    current.set_status(trace.StatusCode.ERROR, code.name)
+                raise
 
 
 class MetricsInterceptor(_UnaryInterceptor):
@@ -184,6 +210,12 @@ class MetricsInterceptor(_UnaryInterceptor):
             return await _call(behavior, request, context)
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except asyncio.CancelledError:
+            # The caller went away, or its deadline passed: not the service's error.
+            remaining = context.time_remaining()
+            expired = remaining is not None and remaining <= 0
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
             raise
         except BaseException:
             code = grpc.StatusCode.INTERNAL

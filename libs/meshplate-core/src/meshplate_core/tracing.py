@@ -32,19 +32,20 @@ def configure_tracing(service: str, environ: Mapping[str, str] | None = None) ->
     """Install an exporting tracer provider when OTEL_TRACES_EXPORTER asks for one; whether it
     did. Without one, spans are not recorded but the context still propagates."""
     env = os.environ if environ is None else environ
-    wanted = env.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
-    exporter: SpanExporter
-    if wanted == "otlp":
+    wanted = {name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "none").split(",")}
+    exporters: list[SpanExporter] = []
+    if "otlp" in wanted:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()
-    elif wanted == "console":
-        exporter = ConsoleSpanExporter()
-    else:
+        exporters.append(OTLPSpanExporter())
+    if "console" in wanted:
+        exporters.append(ConsoleSpanExporter())
+    if not exporters:
         return False
     resource = Resource.create({"service.name": env.get("OTEL_SERVICE_NAME", service)})
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return True
 
@@ -79,7 +80,12 @@ def span(
     token = otel_context.attach(parent) if parent is not None else None
     try:
         with tracer.start_as_current_span(
-            name, kind=kind, attributes=dict(attributes or {})
+            name,
+            kind=kind,
+            attributes=dict(attributes or {}),
+            # Whether an exception is a failure is the caller's to say (a NOT_FOUND is not).
+            record_exception=False,
+            set_status_on_exception=False,
         ) as current:
             yield current
     finally:

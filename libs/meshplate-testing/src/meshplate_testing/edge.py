@@ -47,16 +47,23 @@ def local_config(
     admin: Address,
     gateways: Sequence[Address],
     ratelimit: Address,
+    stats: Address | None = None,
     collector: Address = ("127.0.0.1", 4317),
 ) -> dict[str, Any]:
     """The edge config of `template` with these addresses (the clusters become STATIC; traces
     go to an OpenTelemetry collector on the standard local port, if one runs)."""
     config: dict[str, Any] = copy.deepcopy(yaml.safe_load(template.read_text()))
     config["admin"]["address"] = _socket(admin)
-    [listener] = config["static_resources"]["listeners"]
-    listener["address"] = _socket(listen)
+    listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
+    listeners["edge"]["address"] = _socket(listen)
+    # Envoy's metrics: on the given address, else left out (two local Envoys would clash).
+    if stats is None:
+        config["static_resources"]["listeners"].remove(listeners["stats"])
+    else:
+        listeners["stats"]["address"] = _socket(stats)
     clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     for name, addresses in (
+        ("admin", [admin]),
         ("gateway", gateways),
         ("ratelimit", [ratelimit]),
         ("otel-collector", [collector]),
@@ -97,8 +104,19 @@ class Edge:
 
     def __init__(self, config: dict[str, Any]) -> None:
         admin = config["admin"]["address"]["socket_address"]
-        listen = config["static_resources"]["listeners"][0]["address"]["socket_address"]
+        [edge] = [
+            item for item in config["static_resources"]["listeners"] if item["name"] == "edge"
+        ]
+        listen = edge["address"]["socket_address"]
         self.url = f"http://{listen['address']}:{listen['port_value']}"
+        stats = [
+            item for item in config["static_resources"]["listeners"] if item["name"] == "stats"
+        ]
+        self.stats_url = (
+            "http://{address}:{port_value}".format(**stats[0]["address"]["socket_address"])
+            if stats
+            else None
+        )
         self.admin_url = f"http://{admin['address']}:{admin['port_value']}"
         self._file = write_config(config)
         self._log = self._file.with_name("envoy.log")

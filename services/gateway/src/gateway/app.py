@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import grpc
 from fastapi import FastAPI, Request
@@ -108,6 +108,13 @@ async def _warm_up(
         log.warning("starting without auth's keys or the revocation list; tokens wait for them")
 
 
+_UNTRACED = frozenset({"/health", "/health/ready", "/health/db", "/health/redis", "/metrics"})
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in _UNTRACED
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The gateway application for these settings."""
 
@@ -169,7 +176,14 @@ def create_app(settings: Settings) -> FastAPI:
         # FastAPI's own OpenTelemetry tracing: a server span per request continuing the trace
         # Envoy (or the client) started, current while the handler makes its gRPC calls and
         # enqueues jobs. Metrics are Prometheus' (gateway.metrics); logs are our JSON lines.
-        telemetry={"tracing": True, "metrics": False, "logs": False, "auto_configure": False},
+        # Probes and scrapes are not traced.
+        telemetry={
+            "tracing": True,
+            "metrics": False,
+            "logs": False,
+            "auto_configure": False,
+            "exclude": _untraced,
+        },
     )
     app.add_middleware(CacheHeadersMiddleware, max_age_s=settings.client_cache_max_age)
     app.add_middleware(
@@ -177,24 +191,34 @@ def create_app(settings: Settings) -> FastAPI:
         trusted_proxies=settings.trusted_proxies,
         fail_open=settings.ratelimit_fail_open,
     )
-    # Added last, so outermost: every answer, a 304 included, carries the request id.
+    # Outside the limiter and the cache headers: every answer, a 304 included, carries the
+    # request id (only the metrics middleware, added below, is further out).
     app.add_middleware(RequestIdMiddleware)
-    registry = CollectorRegistry()
-    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
-    app.router.routes.append(metrics_route(registry))
     app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
     app.add_exception_handler(DomainError, handle_domain_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, handle_unexpected)
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(users.router)
-    app.include_router(tiers.router)
-    app.include_router(rate_limits.router)
-    app.include_router(tasks.router)
-    # Last: its /{username}/... paths must not shadow the fixed ones above.
-    app.include_router(posts.router)
+    # Last: the posts router's /{username}/... paths must not shadow the fixed ones before it.
+    routers = [
+        health.router,
+        auth.router,
+        users.router,
+        tiers.router,
+        rate_limits.router,
+        tasks.router,
+        posts.router,
+    ]
+    for router in routers:
+        app.include_router(router)
+    registry = CollectorRegistry()
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=HttpMetrics(registry),
+        # To name the route of requests a middleware answered before routing (429, 503).
+        routes=[route for router in routers for route in router.routes],
+    )
+    app.router.routes.append(metrics_route(registry))
     if (docs := docs_router(app, settings.environment)) is not None:
         app.include_router(docs)
     return app

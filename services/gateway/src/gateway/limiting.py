@@ -45,17 +45,15 @@ def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
 
 
 def client_ip(scope: Scope, headers: Headers, trusted: Sequence[Network]) -> str:
-    """The client's address: the peer's, unless the peer is a trusted proxy; then the nearest
-    untrusted hop of `X-Forwarded-For` (earlier hops could be anyone's invention)."""
+    """The client's address: the peer's, unless the peer is a trusted proxy (Envoy); then the
+    last `X-Forwarded-For` entry, the one that proxy appended. Every earlier entry came from the
+    client and could be anything, even an address inside the trusted ranges."""
     client = scope.get("client")
     peer = client[0] if client else "unknown"
     if not _is_trusted(peer, trusted):
         return peer
     hops = [hop.strip() for hop in headers.get("x-forwarded-for", "").split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
-            return hop
-    return hops[0] if hops else peer
+    return hops[-1] if hops else peer
 
 
 def rate_headers(verdict: Verdict) -> dict[str, str]:

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshplate_core.metrics import HttpMetrics
@@ -20,9 +21,10 @@ UNMATCHED = "unmatched"
 class MetricsMiddleware:
     """Pure ASGI: observes each request once its answer started, labelled by its route template."""
 
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self._metrics = metrics
+        self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,10 +42,19 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_observed)
         finally:
-            template = getattr(scope.get("route"), "path", None)
+            template = getattr(scope.get("route"), "path", None) or self._template(scope)
             self._metrics.observe(
                 scope["method"], template or UNMATCHED, status, time.perf_counter() - started
             )
+
+    def _template(self, scope: Scope) -> str | None:
+        """The route a request would have reached, when a middleware answered it first (429,
+        503): its series then still carries the route."""
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return getattr(route, "path", None)
+        return None
 
 
 def metrics_route(registry: CollectorRegistry) -> Route:
