@@ -94,14 +94,19 @@ def _ancestors(span: ReadableSpan, spans: InMemorySpanExporter) -> list[int]:
     return chain
 
 
-async def test_a_clients_trace_is_continued(stack: Stack, spans: InMemorySpanExporter) -> None:
+async def test_a_clients_trace_is_continued_and_probes_are_not_traced(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
     async with stack.client() as client:
-        await client.get("/health", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        await client.get("/api/v1/user/nobody", headers=traceparent)
+        await client.get("/health", headers=traceparent)
 
-    [gateway] = _named(spans, "GET /health")
+    [gateway] = _named(spans, "GET /api/v1/user/{username}")
     assert gateway.context is not None
     assert _hex(gateway.context.trace_id, 32) == trace_id
+    assert _named(spans, "GET /health") == []
 
 
 async def test_an_enqueued_job_runs_in_the_trace_of_the_request(
