@@ -69,7 +69,12 @@ def mailer(settings: Settings) -> Mailer:
 def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = None) -> Worker:
     """The broker with a reading and a claiming subscriber per job kind, and the scheduler
     (`extra_kinds`: more kinds beside the built-in ones, for tests of the delivery rules)."""
-    jobs = JobStore(Redis.from_url(settings.redis_url), ttl_s=settings.job_ttl_s)
+    redis = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    jobs = JobStore(redis, ttl_s=settings.job_ttl_s)
     auth = Peer(settings.auth_addr, AUTH_SERVICE, timeout_s=settings.rpc_timeout_s)
     users = Peer(settings.users_addr, USERS_SERVICE, timeout_s=settings.rpc_timeout_s)
     kinds: list[JobKind[Any]] = [

@@ -66,6 +66,8 @@ class Settings(ServiceSettings):
     smtp_password: SecretStr | None = None
     smtp_sender: str = "Meshplate <no-reply@meshplate.local>"
     smtp_timeout_s: float = Field(default=10.0, gt=0)
+    # Deadline of every Redis command of the deliveries (and of connecting).
+    redis_timeout_s: float = Field(default=5.0, gt=0)
     # Deadline of the Redis ping behind /health/ready.
     health_timeout_s: float = Field(default=1.0, gt=0)
 
