@@ -136,7 +136,7 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
             reads = [(await client.get("/health")).status_code for _ in range(20)]
             # Health checks take the lost gateway out within two intervals; then writes, which
             # are never retried, all land on the survivor.
-            await asyncio.sleep(5)
+            await asyncio.sleep(6)
             writes = [
                 (await client.post("/api/v1/tasks/task", params={"message": str(n)})).status_code
                 for n in range(10)

@@ -153,7 +153,8 @@ async def test_a_job_killed_midway_is_reclaimed_by_another_worker(
 
     assert (job.result, job.attempts) == ("Task m is complete!", 2)
     assert await runner_of(jobs) is None
-    assert any(line.get("job_id") == job_id for line in second.lines)
+    # The second worker did it (its log line may trail the record by a moment).
+    await second.wait_for_log(lambda line: line.get("job_id") == job_id, timeout_s=5)
 
 
 async def test_sigterm_hands_an_unfinished_job_back(start_worker: Start, jobs: JobStore) -> None:
@@ -169,7 +170,8 @@ async def test_sigterm_hands_an_unfinished_job_back(start_worker: Start, jobs: J
     assert code == 0, first.output()
     assert any(line["msg"] == "job handed back" for line in first.lines)
     assert job.attempts == 1
-    assert any(line.get("job_id") == job_id for line in second.lines)
+    # The second worker did it (its log line may trail the record by a moment).
+    await second.wait_for_log(lambda line: line.get("job_id") == job_id, timeout_s=5)
 
 
 async def test_sigterm_lets_a_short_job_finish(start_worker: Start, jobs: JobStore) -> None:
@@ -205,6 +207,12 @@ async def test_a_thousand_jobs_through_a_crash_each_succeed_exactly_once(
         for job_id in ids:
             records[job_id] = await until(jobs, job_id, "succeeded", "dead", timeout_s=60)
 
+    reruns = sum(job.attempts - 1 for job in records.values())
+    # Log lines trail their records by a moment; one may be missing for good if the killed
+    # worker died between recording a success and logging it.
+    async with asyncio.timeout(10):
+        while len({line["job_id"] for line in _successes(workers)}) < 1000 - reruns:
+            await asyncio.sleep(0.05)
     completions = collections.Counter(line["job_id"] for line in _successes(workers))
     assert {job.status for job in records.values()} == {"succeeded"}
     assert [job.result for job in records.values()] == [
@@ -212,7 +220,6 @@ async def test_a_thousand_jobs_through_a_crash_each_succeed_exactly_once(
     ]
     # Run twice only if the crash interrupted it; completed once, whatever happened.
     assert max(completions.values()) == 1
-    reruns = sum(job.attempts - 1 for job in records.values())
     # At most what the killed process had taken: its running jobs and the one it had read ahead.
     assert reruns <= 4 + 1, reruns
     assert len(completions) >= 1000 - reruns
