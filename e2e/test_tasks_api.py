@@ -95,8 +95,10 @@ async def test_a_task_is_queued_until_a_worker_takes_it(
         created = await client.post("/api/v1/tasks/task", params={"message": "hello"})
         task_id = created.json()["id"]
         queued = (await client.get(f"/api/v1/tasks/task/{task_id}")).json()
-        await start_worker()
-        seen, done = await _statuses(client, task_id)
+        # Watched from before the worker starts: it may take the task before it says it is up.
+        watching = asyncio.create_task(_statuses(client, task_id))
+        await start_worker(sample_task_s="1")
+        seen, done = await watching
 
     assert created.status_code == 201
     assert (queued["status"], queued["attempts"], queued["started_at"]) == ("queued", 0, None)

