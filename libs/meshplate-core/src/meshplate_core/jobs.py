@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from meshplate_core.events import Event
-from meshplate_core.streams import encode
+from meshplate_core.streams import as_text, encode
 
 Status = Literal["queued", "running", "succeeded", "failed", "dead"]
 
@@ -51,10 +51,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[n + 2])
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, n + 3))
 return 1
 """
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class JobStore:
@@ -114,7 +110,7 @@ class JobStore:
         raw: dict[Any, Any] = await self._redis.hgetall(self.key(job_id))
         if not raw or b"status" not in raw:
             return None
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {as_text(k): as_text(v) for k, v in raw.items()}
         return Job.model_validate(
             {name: value for name, value in fields.items() if name in Job.model_fields}
         )

@@ -28,6 +28,13 @@ DATA_KEY = "__data__"
 E = TypeVar("E", bound=Event)
 
 
+def as_text(value: Any) -> str:
+    """A Redis reply's value as text (replies come as bytes; a missing one is "")."""
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def encode(event: Event) -> dict[str, str]:
     """The fields of the stream entry that carries `event`."""
     headers = {"content-type": "application/json", "correlation_id": event.event_id}
@@ -193,4 +200,4 @@ class Follower:
                 self._handle(decode(self._model, fields))
             except ValueError:
                 log.error("ignoring malformed entry %s of %s", entry_id, self._model.STREAM)
-            self._last_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            self._last_id = as_text(entry_id)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from meshplate_core.jobs import JobStore
+from meshplate_core.streams import as_text
 
 _NOW_MS = "local t = redis.call('TIME') local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 # The entry must be pending for this consumer (a claim by another may have taken it since).
@@ -161,10 +162,10 @@ class Attempts:
         )
         decision, attempts, status, error = reply
         return Begun(
-            decision=_text(decision),  # type: ignore[arg-type]
+            decision=as_text(decision),  # type: ignore[arg-type]
             attempts=int(attempts),
-            status=_text(status) or None,
-            error=_text(error) or None,
+            status=as_text(status) or None,
+            error=as_text(error) or None,
         )
 
     async def heartbeat(self, entry: Entry, job_id: str, attempt: int) -> bool:
@@ -218,7 +219,3 @@ class Attempts:
 
 def _iso() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")

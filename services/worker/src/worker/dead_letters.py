@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshplate_core.jobs import JobStore
+from meshplate_core.streams import as_text
 from worker.delivery import DEAD_PREFIX
 from worker.kind import dead_stream
 
@@ -92,10 +93,10 @@ async def replay(jobs: JobStore, kind: str, entry_ids: Sequence[str] = ()) -> in
 
 
 def _entry(entry_id: Any, raw: Any) -> DeadEntry:
-    fields = {_text(key): _text(value) for key, value in raw.items()}
+    fields = {as_text(key): as_text(value) for key, value in raw.items()}
     meta = {k.removeprefix(DEAD_PREFIX): v for k, v in fields.items() if k.startswith(DEAD_PREFIX)}
     return DeadEntry(
-        entry_id=_text(entry_id),
+        entry_id=as_text(entry_id),
         stream=meta.get("stream", ""),
         job_id=meta.get("job_id", ""),
         owner_id=meta.get("owner_id", ""),
@@ -105,7 +106,3 @@ def _entry(entry_id: Any, raw: Any) -> DeadEntry:
         at=meta.get("at", ""),
         fields={k: v for k, v in fields.items() if not k.startswith(DEAD_PREFIX)},
     )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

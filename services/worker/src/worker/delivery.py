@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from meshplate_core.jobs import JobStore
-from meshplate_core.streams import decode, trace_context
+from meshplate_core.streams import as_text, decode, trace_context
 from meshplate_core.tracing import span
 from worker.attempts import Attempts, Entry, Outcome
 from worker.kind import JobKind
@@ -106,7 +106,7 @@ class Deliveries:
             stream=kind.stream,
             group=kind.name,
             consumer=self._consumer,
-            entry_id=_text(entry_id),
+            entry_id=as_text(entry_id),
             dead_stream=kind.dead_stream,
         )
 
@@ -325,8 +325,4 @@ def _describe(exc: BaseException) -> str:
 
 
 def _texts(fields: Mapping[Any, Any]) -> dict[str, Any]:
-    return {_text(key): value for key, value in fields.items()}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return {as_text(key): value for key, value in fields.items()}

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from meshplate_core.metrics import export_counters, export_gauges
+from meshplate_core.streams import as_text
 from worker.kind import JobKind
 
 
@@ -29,7 +30,7 @@ class QueueDepth:
             groups: Any = []
             if await self._redis.exists(kind.stream):
                 groups = await self._redis.xinfo_groups(kind.stream)
-            mine = next((g for g in groups if _text(g["name"]) == kind.name), None)
+            mine = next((g for g in groups if as_text(g["name"]) == kind.name), None)
             depth[(kind.name, "waiting")] = float((mine or {}).get("lag") or 0)
             depth[(kind.name, "pending")] = float((mine or {}).get("pending") or 0)
             depth[(kind.name, "dead")] = float(await self._redis.xlen(kind.dead_stream))
@@ -55,7 +56,3 @@ def register_worker_metrics(
         labels=["kind", "state"],
         read=lambda: depth.latest,
     )
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

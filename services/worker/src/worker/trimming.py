@@ -11,10 +11,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from meshplate_core.streams import as_text
+
 
 def _id(value: Any) -> tuple[int, int]:
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    ms, _, seq = text.partition("-")
+    ms, _, seq = as_text(value).partition("-")
     return int(ms), int(seq or 0)
 
 
