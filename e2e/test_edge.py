@@ -132,8 +132,13 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
             spread = [(await client.get("/health")).status_code for _ in range(20)]
             served = [_served(await _metrics(url)) for url in (first_url, second_url)]
             await doomed.aclose()
-            # Reads are retried on the other gateway when the connection fails: none is lost.
+            # Reads are retried on the other gateway when the connection fails (and the lost one
+            # is out after its second failed connection): none is lost.
             reads = [(await client.get("/health")).status_code for _ in range(20)]
+            ejected = await _stat(
+                proxy,
+                "cluster.gateway.outlier_detection.ejections_enforced_consecutive_local_origin_failure",
+            )
             # Health checks take the lost gateway out within two intervals; then writes, which
             # are never retried, all land on the survivor.
             await asyncio.sleep(6)
@@ -141,11 +146,13 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
                 (await client.post("/api/v1/tasks/task", params={"message": str(n)})).status_code
                 for n in range(10)
             ]
+            failed = [line for line in proxy.access_log() if line["status"] >= 300]
 
     assert spread == [200] * 20
     assert all(count > 0 for count in served), served
-    assert reads == [200] * 20
-    assert writes == [201] * 10
+    assert reads == [200] * 20, failed
+    assert ejected == 1  # after its second refused connection, not by luck of the draw
+    assert writes == [201] * 10, failed
 
 
 async def test_the_edge_limits_each_address_through_the_ratelimit_service(stack: Stack) -> None:
@@ -173,6 +180,13 @@ async def test_the_edge_lets_requests_through_when_the_ratelimit_service_is_down
         answers = [(await client.get("/health")).status_code for _ in range(3)]
 
     assert answers == [200, 200, 200]
+
+
+async def _stat(proxy: Edge, name: str) -> int:
+    async with httpx.AsyncClient(base_url=proxy.admin_url) as admin:
+        answer = await admin.get("/stats", params={"filter": f"^{name}$"})
+    [line] = answer.text.splitlines()
+    return int(line.split(": ")[1])
 
 
 async def _metrics(url: str) -> str:
