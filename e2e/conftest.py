@@ -193,6 +193,9 @@ async def stack(
         # Out of the way of the other tests; rate-limit tests set their rules.
         default_limit=10_000,
         edge_limit=1_000_000,
+        # A slow Redis answer on a loaded machine must not pass for an outage (failing open
+        # would admit one request more than the exact counts the tests expect).
+        redis_timeout_s=5,
         _env_file=None,
     )
     auth_settings = AuthSettings(

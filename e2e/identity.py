@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -67,6 +68,19 @@ async def logout(
     return await client.post(
         "/api/v1/logout", headers=with_cookie(refresh_token, Authorization=f"Bearer {access}")
     )
+
+
+async def status_once_revoked(
+    client: httpx.AsyncClient, access: str, *, within_s: float = 5
+) -> int:
+    """GET /user/me/ with `access` until it is refused (401) or `within_s` has passed: the last
+    status. A revocation reaches the gateways over a stream, a moment after the call that made it."""
+    deadline = time.monotonic() + within_s
+    while True:
+        status = (await client.get("/api/v1/user/me/", headers=bearer(access))).status_code
+        if status == 401 or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.02)
 
 
 def forge_hs256(secret: bytes, claims: dict[str, Any], *, kid: str) -> str:

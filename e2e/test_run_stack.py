@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from pathlib import Path
@@ -16,6 +17,11 @@ RUNNER = str(Path(__file__).parents[1] / "scripts" / "run_stack.py")
 
 # The gRPC services' own /metrics ports (the gateway and the worker serve it on theirs).
 METRICS = ("auth", "users", "ratelimit")
+# The worker's figures once the welcome e-mail is sent.
+WORKER_DONE = (
+    'worker_jobs_total{kind="welcome-email",outcome="succeeded"}',
+    'worker_queue_depth{kind="welcome-email",state="pending"} 0.0',
+)
 
 
 async def _scrape(port: int) -> str:
@@ -73,7 +79,14 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
         mail = await runner.wait_for_output("mail      | To: Ann <a@b.io>", timeout_s=20)
         scraped = {name: await _scrape(port) for name, port in metrics.items()}
         scraped["gateway"] = await _scrape(ports["gateway"])
-        scraped["worker"] = await _scrape(ports["worker"])
+        # The mail server prints the message before the worker has its answer and records the
+        # job: the worker's figures are read once they show it.
+        async with asyncio.timeout(10):
+            while True:
+                scraped["worker"] = await _scrape(ports["worker"])
+                if all(line in scraped["worker"] for line in WORKER_DONE):
+                    break
+                await asyncio.sleep(0.1)
         scraped["envoy"] = await _scrape(ports["edge-stats"])
     finally:
         code = await runner.terminate(timeout_s=30)
@@ -99,8 +112,7 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
     assert "users_cache_events_total" in scraped["users"]
     assert 'grpc_method="GetJwks"' in scraped["auth"]
     assert 'ratelimit_decisions_total{outcome="allowed"}' in scraped["ratelimit"]
-    assert 'worker_jobs_total{kind="welcome-email",outcome="succeeded"}' in scraped["worker"]
-    assert 'worker_queue_depth{kind="welcome-email",state="pending"} 0.0' in scraped["worker"]
+    assert all(line in scraped["worker"] for line in WORKER_DONE)
     assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="gateway"}' in scraped["envoy"]
     assert code == 0, runner.output()
     assert not any(_listening(port) for port in [*ports.values(), *metrics.values()])

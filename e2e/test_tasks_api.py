@@ -228,13 +228,17 @@ def _to(mailbox: Mailbox, address: str) -> list[Message]:
 
 
 async def _system_job(name: str, stack: Stack) -> str:
-    """The id of the first scheduled `name` job."""
+    """The id of the first scheduled `name` job (its earliest slot: with a short interval, later
+    ones may be queued by the time the keys are read, and SCAN returns them in any order)."""
     async with redis.Redis.from_url(stack.gateway_settings.redis_url) as client:
         async with asyncio.timeout(15):
             while True:
-                keys = [key async for key in client.scan_iter(f"tasks:job:{name}-*")]
-                if keys:
-                    return str(keys[0].decode().removeprefix("tasks:job:"))
+                ids: list[str] = [
+                    key.decode().removeprefix("tasks:job:")
+                    async for key in client.scan_iter(f"tasks:job:{name}-*")
+                ]
+                if ids:
+                    return min(ids, key=lambda job_id: int(job_id.rsplit("-", 1)[1]))
                 await asyncio.sleep(0.05)
 
 

@@ -247,12 +247,13 @@ async def test_long_jobs_keep_their_entry_from_being_claimed(flushed_redis: str)
     async def slow(_chore: Chore) -> str:
         nonlocal runs
         runs += 1
-        await asyncio.sleep(1.2)  # four claim idle times
+        await asyncio.sleep(3)  # three claim idle times
         return "ok"
 
+    # Heartbeats every third of the idle time (1 s here: a loaded machine's pauses stay below).
     async with (
-        running(flushed_redis, chore_kind(slow)) as first,
-        running(flushed_redis, chore_kind(slow), consumer="test-b"),
+        running(flushed_redis, chore_kind(slow), claim_idle_s=1) as first,
+        running(flushed_redis, chore_kind(slow), consumer="test-b", claim_idle_s=1),
     ):
         await enqueue(first.jobs.redis, Chore(job="j1"))
         job = await until_finished(first.jobs, "j1")

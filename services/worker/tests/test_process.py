@@ -142,7 +142,8 @@ async def test_health_ready_follows_redis(flushed_redis: str) -> None:
 async def test_a_job_killed_midway_is_reclaimed_by_another_worker(
     start_worker: Start, jobs: JobStore
 ) -> None:
-    first = await start_worker(sample_task_s="3")
+    # The first would take 30 s, so it is still at it however long the second takes to start.
+    first = await start_worker(sample_task_s="30")
     job_id = await enqueue(jobs)
     await until(jobs, job_id, "running")
     second = await start_worker(sample_task_s="3")
@@ -158,7 +159,7 @@ async def test_a_job_killed_midway_is_reclaimed_by_another_worker(
 
 
 async def test_sigterm_hands_an_unfinished_job_back(start_worker: Start, jobs: JobStore) -> None:
-    first = await start_worker(sample_task_s="4", shutdown_grace_s="1", claim_idle_s="30")
+    first = await start_worker(sample_task_s="30", shutdown_grace_s="1", claim_idle_s="30")
     job_id = await enqueue(jobs)
     await until(jobs, job_id, "running")
     second = await start_worker(sample_task_s="0.5", claim_idle_s="30")
