@@ -8,7 +8,7 @@ SVC ?=
 TEST_PATHS := $(if $(SVC),services/$(SVC),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt protos protos-check breaking cov pins
+.PHONY: help install run test bench lint fmt protos protos-check breaking cov pins
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ run: install ## run the whole stack in the foreground (Ctrl-C stops it)
 
 test: install ## run the tests (SVC=users: one service only)
 	$(RUN) pytest $(TEST_PATHS)
+
+bench: install ## measure the speed targets (e2e/bench_*.py; figures in docs/benchmarks.md)
+	$(RUN) pytest -p no:cacheprovider -s -q e2e/bench_*.py
 
 lint: install ## ruff, mypy --strict, buf lint/format, stale generated code
 	$(RUN) ruff format --check .
