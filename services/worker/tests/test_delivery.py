@@ -225,6 +225,40 @@ async def test_entries_left_pending_by_a_dead_consumer_are_reclaimed(flushed_red
     assert {o["name"]: o["pending"] for o in owners}[b"dead-consumer"] == 0
 
 
+async def test_gone_consumers_are_forgotten_once_their_entries_are_reclaimed(
+    flushed_redis: str,
+) -> None:
+    async def fine(chore: Chore) -> str:
+        return f"done by {chore.job}"
+
+    async with redis.Redis.from_url(flushed_redis) as client:
+        await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
+        await enqueue(client, Chore(job="j1"))
+        # Two gone processes: one died holding a job, one with nothing pending.
+        await client.xreadgroup("chore", "gone-busy", {Chore.STREAM: ">"})
+        await client.xgroup_createconsumer(Chore.STREAM, "chore", "gone-idle")
+    # Two live workers, housekeeping every 0.2 s.
+    async with (
+        running(flushed_redis, chore_kind(fine), trim_interval_s=0.2) as first,
+        running(flushed_redis, chore_kind(fine), consumer="test-b", trim_interval_s=0.2) as second,
+    ):
+        schedulers = [asyncio.create_task(w.scheduler.run()) for w in (first, second)]
+        await enqueue(first.jobs.redis, Chore(job="j2"))
+        jobs = [await until_finished(first.jobs, job_id) for job_id in ("j1", "j2")]
+        await asyncio.sleep(1)  # five rounds more
+        for worker in (first, second):
+            worker.scheduler.stop()
+        await asyncio.gather(*schedulers)
+        owners: Any = await first.jobs.redis.xinfo_consumers(Chore.STREAM, "chore")
+
+    assert [job.status for job in jobs] == ["succeeded", "succeeded"]
+    # Whichever live workers were given an entry are still there, holding nothing.
+    names = {o["name"] for o in owners}
+    assert names, owners
+    assert names <= {b"test-a", b"test-b"}, names
+    assert all(o["pending"] == 0 for o in owners)
+
+
 async def test_jobs_enqueued_before_any_worker_ran_are_read(flushed_redis: str) -> None:
     async def fine(_chore: Chore) -> str:
         return "ok"

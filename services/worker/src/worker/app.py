@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from meshplate_core.jobs import JobStore
 from meshplate_core.streams import ensure_group
 from worker.clients import AUTH_SERVICE, USERS_SERVICE, AuthCalls, Peer, UsersCalls
+from worker.consumers import forget_gone_consumers, say_alive
 from worker.delivery import Deliveries, RetryPolicy
 from worker.kind import JobKind
 from worker.kinds.purge import PurgeRequested, purge_expired
@@ -115,9 +116,13 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
         )
     broker.include_router(router)
 
-    async def trim_streams() -> None:
+    async def housekeeping() -> None:
+        await say_alive(jobs.redis, settings.consumer, for_s=3 * settings.trim_interval_s)
         for stream in sorted({kind.stream for kind in kinds}):
             await trim_consumed(jobs.redis, stream)
+        for kind in kinds:
+            for name in await forget_gone_consumers(jobs.redis, kind.stream, kind.name):
+                log.info("forgot consumer %s of %s", name, kind.name)
 
     scheduler = Scheduler(
         jobs,
@@ -133,7 +138,7 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
                 lambda id_: ReportRequested(event_id=id_),
             ),
         ],
-        housekeeping=trim_streams,
+        housekeeping=housekeeping,
         housekeeping_s=settings.trim_interval_s,
     )
 

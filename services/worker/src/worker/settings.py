@@ -51,7 +51,8 @@ class Settings(ServiceSettings):
     # Schedules (seconds between runs; 0 switches one off).
     purge_interval_s: float = Field(default=3600.0, ge=0)
     report_interval_s: float = Field(default=86400.0, ge=0)
-    # How often the job streams are trimmed of entries every group has finished with (0: never).
+    # How often the job streams are trimmed of entries every group has finished with, and the
+    # consumers of gone processes forgotten (0: never).
     trim_interval_s: float = Field(default=60.0, ge=0)
     # The services the jobs call, and the deadline of each call.
     auth_addr: str = "127.0.0.1:50051"
