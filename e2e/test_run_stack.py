@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from pathlib import Path
 
 import httpx
 
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 
-RUNNER = str(Path(__file__).parents[1] / "scripts" / "run_stack.py")
+from .runner import RUNNER, runner
 
-
-# The gRPC services' own /metrics ports (the gateway and the worker serve it on theirs).
-METRICS = ("auth", "users", "ratelimit")
 # The worker's figures once the welcome e-mail is sent.
 WORKER_DONE = (
     'worker_jobs_total{kind="welcome-email",outcome="succeeded"}',
@@ -37,37 +33,11 @@ def _listening(port: int) -> bool:
 
 
 async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis: str) -> None:
-    names = (
-        "auth",
-        "users",
-        "ratelimit",
-        "gateway",
-        "worker",
-        "mail",
-        "edge",
-        "edge-admin",
-        "edge-stats",
-    )
-    ports = {name: free_port() for name in names}
-    metrics = {name: free_port() for name in METRICS}
-    env = {
-        "REDIS_URL": flushed_redis,
-        "AUTH_GRPC_PORT": str(ports["auth"]),
-        "USERS_GRPC_PORT": str(ports["users"]),
-        "RATELIMIT_GRPC_PORT": str(ports["ratelimit"]),
-        "GATEWAY_PORT": str(ports["gateway"]),
-        "WORKER_HTTP_PORT": str(ports["worker"]),
-        "WORKER_SMTP_PORT": str(ports["mail"]),
-        "EDGE_PORT": str(ports["edge"]),
-        "EDGE_ADMIN_PORT": str(ports["edge-admin"]),
-        "EDGE_STATS_PORT": str(ports["edge-stats"]),
-        **{f"{name.upper()}_METRICS_PORT": str(port) for name, port in metrics.items()},
-        "USERS_ARGON2_TIME_COST": "1",
-    }
-    runner = ServiceProcess(RUNNER, env=env, script=True)
-    await runner.start()
+    started = runner(flushed_redis, USERS_ARGON2_TIME_COST="1")
+    process, ports, metrics = started.process, started.ports, started.metrics
+    await process.start()
     try:
-        await runner.wait_for_output("Meshplate is up", timeout_s=60)
+        await process.wait_for_output("Meshplate is up", timeout_s=60)
         # In through Envoy, the entry point.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['edge']}") as client:
             ready = await client.get("/health/ready")
@@ -75,8 +45,12 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
                 "/api/v1/user",
                 json={"name": "Ann", "username": "ann", "email": "a@b.io", "password": "12345678"},
             )
+            # auth asks users to check the password: found where the runner put it.
+            login = await client.post(
+                "/api/v1/login", data={"username": "ann", "password": "12345678"}
+            )
         # The worker sent the welcome e-mail to the runner's SMTP server, which printed it.
-        mail = await runner.wait_for_output("mail      | To: Ann <a@b.io>", timeout_s=20)
+        mail = await process.wait_for_output("mail      | To: Ann <a@b.io>", timeout_s=20)
         scraped = {name: await _scrape(port) for name, port in metrics.items()}
         scraped["gateway"] = await _scrape(ports["gateway"])
         # The mail server prints the message before the worker has its answer and records the
@@ -89,15 +63,16 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
                 await asyncio.sleep(0.1)
         scraped["envoy"] = await _scrape(ports["edge-stats"])
     finally:
-        code = await runner.terminate(timeout_s=30)
+        code = await process.terminate(timeout_s=30)
 
-    assert ready.status_code == 200, runner.output()
+    assert ready.status_code == 200, process.output()
     assert created.status_code == 201
+    assert login.status_code == 200, login.text
     assert mail
     # Envoy's access log, among the runner's output.
     edge_log = [
         json.loads(payload)
-        for line in runner.raw
+        for line in process.raw
         if line.startswith("envoy ") and (payload := line.split("| ", 1)[1]).startswith("{")
     ]
     assert {"method": "POST", "path": "/api/v1/user", "status": 201}.items() <= next(
@@ -114,7 +89,7 @@ async def test_runner_brings_up_the_stack_and_stops_every_process(flushed_redis:
     assert 'ratelimit_decisions_total{outcome="allowed"}' in scraped["ratelimit"]
     assert all(line in scraped["worker"] for line in WORKER_DONE)
     assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="gateway"}' in scraped["envoy"]
-    assert code == 0, runner.output()
+    assert code == 0, process.output()
     assert not any(_listening(port) for port in [*ports.values(), *metrics.values()])
 
 

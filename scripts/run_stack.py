@@ -48,16 +48,16 @@ def _environment() -> dict[str, str]:
         **os.environ,
         "PYTHONUNBUFFERED": "1",
     }
-    # The gateway and the worker find each service where that service's own settings put it.
+    # Every caller finds each service where that service's own settings put it.
+    callers = {"AUTH": ("GATEWAY", "WORKER"), "USERS": ("GATEWAY", "WORKER", "AUTH")}
     for name, settings in (
         ("AUTH", AuthSettings()),
         ("USERS", UsersSettings()),
         ("RATELIMIT", RateLimitSettings()),
     ):
         address = f"{settings.grpc_host}:{settings.grpc_port}"
-        env.setdefault(f"GATEWAY_{name}_ADDR", address)
-        if name in ("AUTH", "USERS"):
-            env.setdefault(f"WORKER_{name}_ADDR", address)
+        for caller in callers.get(name, ("GATEWAY",)):
+            env.setdefault(f"{caller}_{name}_ADDR", address)
     return env
 
 
