@@ -8,7 +8,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshplate.users.v1 import users_pb2
+from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.grpc_server import start
+from users.server import SERVICE_NAME, build
+from users.settings import Settings
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
@@ -112,3 +115,38 @@ async def test_invalid_field_is_named_in_the_trailers(users: UsersServiceAsyncSt
 
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert ("field", "username") in tuple(err.value.trailing_metadata() or ())
+
+
+async def test_password_checks_beyond_the_queue_are_unavailable_at_once(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    one_at_a_time = settings.model_copy(
+        update={"password_concurrency": 1, "password_queue_limit": 0}
+    )
+    async with build(engine, settings=one_at_a_time) as register:
+        running = await start(register, service_name=SERVICE_NAME)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            users = users_pb2_grpc.UsersServiceStub(channel)
+            await users.CreateUser(_sign_up())
+            check = users_pb2.VerifyCredentialsRequest(
+                username_or_email="ann", password="correct horse"
+            )
+            # Each check takes about 0.1 s; five sent at once find the only slot taken.
+            answers = await asyncio.gather(
+                *(users.VerifyCredentials(check) for _ in range(5)), return_exceptions=True
+            )
+        await running.server.stop(grace=None)
+
+    refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+    assert 1 <= len(refused) <= 4
+    assert {(e.code(), e.details()) for e in refused} == {
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "Too many password checks at once; try again shortly.",
+        )
+    }
+    assert all(
+        a.user.username == "ann"
+        for a in answers
+        if isinstance(a, users_pb2.VerifyCredentialsResponse)
+    )

@@ -39,6 +39,8 @@ def hasher_for(settings: Settings) -> PasswordHasher:
         time_cost=settings.argon2_time_cost,
         memory_cost_kib=settings.argon2_memory_cost_kib,
         parallelism=settings.argon2_parallelism,
+        concurrency=settings.password_concurrency,
+        queue_limit=settings.password_queue_limit,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -35,3 +37,8 @@ class Settings(GrpcServiceSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost_kib: int = Field(default=65536, ge=19456)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Password checks (logins, sign-ups) hashing at once (default: one per core), and how many
+    # more may wait; beyond that a check is refused at once (503) instead of queued past its
+    # deadline.
+    password_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    password_queue_limit: int = Field(default=16, ge=0)
