@@ -160,6 +160,20 @@ def test_probes_are_native_and_the_pods_grace_outlasts_the_services(overlay: str
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_password_hashing_fits_the_users_pods_limits(overlay: str) -> None:
+    [container] = objects(overlay, "Deployment")["users"]["spec"]["template"]["spec"]["containers"]
+    env = {**config(overlay), **env_of(container)}
+    at_once = int(env["USERS_PASSWORD_CONCURRENCY"])
+    argon2_mib = int(env.get("USERS_ARGON2_MEMORY_COST_KIB", "65536")) / 1024
+    limits = container["resources"]["limits"]
+    cpus = float(limits["cpu"].removesuffix("m")) / (1000 if limits["cpu"].endswith("m") else 1)
+
+    assert 1 <= at_once <= max(1, cpus)
+    # The hashes' memory leaves at least half of the limit to the rest of the process.
+    assert at_once * argon2_mib <= int(limits["memory"].removesuffix("Mi")) / 2
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_grpc_services_are_headless_and_clients_balance_per_call(overlay: str) -> None:
     services = objects(overlay, "Service")
     for name in (*GRPC, "gateway"):
