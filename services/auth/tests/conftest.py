@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -56,8 +56,17 @@ def settings(database_urls: dict[str, str], flushed_redis: str, keys_pem: str) -
 
 
 @pytest.fixture
+def users_overrides() -> dict[str, Any]:
+    """Settings of the users service beside auth that a test changes (by parametrizing this)."""
+    return {}
+
+
+@pytest.fixture
 async def auth(
-    settings: Settings, database_urls: dict[str, str], flushed_redis: str
+    settings: Settings,
+    database_urls: dict[str, str],
+    flushed_redis: str,
+    users_overrides: dict[str, Any],
 ) -> AsyncIterator[AuthServiceAsyncStub]:
     """A stub of a real auth server whose users service is real too, with user "ann"."""
     engines = {
@@ -69,11 +78,14 @@ async def auth(
     async with engines["users"].begin() as conn:
         await conn.execute(text('TRUNCATE "user", tier, outbox RESTART IDENTITY CASCADE'))
     users_settings = UsersSettings(
-        database_url=database_urls["users"],
-        redis_url=flushed_redis,
-        argon2_time_cost=1,
-        admin_password=SecretStr("admin-password"),
-        _env_file=None,
+        **{
+            "database_url": database_urls["users"],
+            "redis_url": flushed_redis,
+            "argon2_time_cost": 1,
+            "admin_password": SecretStr("admin-password"),
+            "_env_file": None,
+            **users_overrides,
+        }
     )
     await users.server.prepare(engines["users"], settings=users_settings)
     users_port = free_port()

@@ -158,3 +158,23 @@ async def test_purge_removes_only_what_has_expired(
 
     assert (reply.revocations_removed, reply.families_removed) == (1, 0)
     assert (again.revocations_removed, again.families_removed) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "users_overrides",
+    # One production-cost check (about 0.1 s) at a time, none waiting.
+    [{"argon2_time_cost": 3, "password_concurrency": 1, "password_queue_limit": 0}],
+)
+async def test_logins_beyond_what_users_can_hash_are_told_when_to_come_back(
+    auth: AuthServiceAsyncStub,
+) -> None:
+    request = auth_pb2.LoginRequest(username_or_email="ann", password=PASSWORD)
+
+    answers = await asyncio.gather(*(auth.Login(request) for _ in range(5)), return_exceptions=True)
+
+    refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+    assert 1 <= len(refused) <= 4
+    assert {(e.code(), e.details()) for e in refused} == {
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many password checks at once; try again shortly.")
+    }
+    assert all(("retry-after", "1") in tuple(e.trailing_metadata() or ()) for e in refused)

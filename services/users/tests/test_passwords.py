@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from meshplate_core.errors import UnavailableError
+from meshplate_core.errors import ResourceExhaustedError
 from users.passwords import PasswordHasher
 
 
@@ -32,8 +32,10 @@ async def test_a_burst_beyond_the_queue_is_refused_at_once() -> None:
 
     # One runs, two wait, seven are told to come back.
     assert answers[:3] == [(True, None)] * 3
-    assert all(isinstance(a, UnavailableError) for a in answers[3:])
+    assert all(isinstance(a, ResourceExhaustedError) for a in answers[3:])
     assert str(answers[3]) == "Too many password checks at once; try again shortly."
+    assert isinstance(answers[3], ResourceExhaustedError)
+    assert answers[3].retry_after_s == 1
 
 
 async def test_a_caller_gone_while_waiting_frees_its_place_and_costs_nothing() -> None:
@@ -42,7 +44,7 @@ async def test_a_caller_gone_while_waiting_frees_its_place_and_costs_nothing() -
     running = asyncio.create_task(hasher.verify("correct horse", stored))
     waiting = asyncio.create_task(hasher.verify("correct horse", stored))
     await asyncio.sleep(0)
-    with pytest.raises(UnavailableError):
+    with pytest.raises(ResourceExhaustedError):
         await hasher.verify("correct horse", stored)
 
     waiting.cancel()
@@ -64,12 +66,12 @@ async def test_a_caller_gone_while_its_check_runs_keeps_the_slot_until_it_is_don
     await asyncio.sleep(0)
 
     # The cores are still busy with it: the next check is refused, not started beside it.
-    with pytest.raises(UnavailableError):
+    with pytest.raises(ResourceExhaustedError):
         await hasher.verify("correct horse", stored)
     async with asyncio.timeout(5):
         while True:
             try:
                 assert await hasher.verify("correct horse", stored) == (True, None)
                 break
-            except UnavailableError:
+            except ResourceExhaustedError:
                 await asyncio.sleep(0.01)

@@ -117,7 +117,7 @@ async def test_invalid_field_is_named_in_the_trailers(users: UsersServiceAsyncSt
     assert ("field", "username") in tuple(err.value.trailing_metadata() or ())
 
 
-async def test_password_checks_beyond_the_queue_are_unavailable_at_once(
+async def test_password_checks_beyond_the_queue_are_refused_at_once_with_a_retry_time(
     engine: AsyncEngine, settings: Settings
 ) -> None:
     one_at_a_time = settings.model_copy(
@@ -141,10 +141,11 @@ async def test_password_checks_beyond_the_queue_are_unavailable_at_once(
     assert 1 <= len(refused) <= 4
     assert {(e.code(), e.details()) for e in refused} == {
         (
-            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
             "Too many password checks at once; try again shortly.",
         )
     }
+    assert all(("retry-after", "1") in tuple(e.trailing_metadata() or ()) for e in refused)
     assert all(
         a.user.username == "ann"
         for a in answers

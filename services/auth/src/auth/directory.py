@@ -7,7 +7,7 @@ import grpc
 from auth.domain import Subject
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import call_metadata
-from meshplate_core.errors import UnavailableError
+from meshplate_core.errors import ResourceExhaustedError, UnavailableError
 from meshplate_core.tokens import InvalidTokenError
 
 _DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -47,6 +47,11 @@ class UsersDirectory:
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
                 raise InvalidCredentialsError() from None
+            if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                # Too many password checks at once: the caller is told when to come back.
+                raise ResourceExhaustedError(
+                    exc.details() or "Too many logins at once.", retry_after_s=_retry_after(exc)
+                ) from None
             raise _translated(exc) from None
         return _subject(reply.user)
 
@@ -69,3 +74,10 @@ def _translated(exc: grpc.aio.AioRpcError) -> Exception:
     if exc.code() in _DOWN:
         return UnavailableError("users service unavailable")
     return exc
+
+
+def _retry_after(exc: grpc.aio.AioRpcError) -> int:
+    for name, value in exc.trailing_metadata() or ():
+        if name == "retry-after" and isinstance(value, str) and value.isdigit():
+            return max(1, int(value))
+    return 1

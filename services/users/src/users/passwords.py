@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from passlib.context import CryptContext
 
-from meshplate_core.errors import UnavailableError
+from meshplate_core.errors import ResourceExhaustedError
 
 T = TypeVar("T")
 
@@ -19,8 +19,8 @@ class PasswordHasher:
     """Hashes and verifies passwords in worker threads, so a burst of them never stalls the loop.
 
     At most `concurrency` run at once (more would only share the same cores) and at most
-    `queue_limit` wait; a check beyond that is refused at once (UnavailableError) rather than
-    queued past its caller's deadline. A caller that gives up while waiting costs nothing; one
+    `queue_limit` wait; a check beyond that is refused at once (ResourceExhaustedError, retry
+    after a second) rather than queued past its caller's deadline. A caller that gives up while waiting costs nothing; one
     that gives up while its check runs keeps the slot until the check is done, so abandoned work
     never piles up on the cores.
 
@@ -69,7 +69,9 @@ class PasswordHasher:
 
     async def _off_loop(self, work: Callable[..., T], *args: str) -> T:
         if self._slots.locked() and self._waiting >= self._queue_limit:
-            raise UnavailableError("Too many password checks at once; try again shortly.")
+            raise ResourceExhaustedError(
+                "Too many password checks at once; try again shortly.", retry_after_s=1
+            )
         self._waiting += 1
         try:
             await self._slots.acquire()

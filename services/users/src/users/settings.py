@@ -41,4 +41,4 @@ class Settings(GrpcServiceSettings):
     # more may wait; beyond that a check is refused at once (503) instead of queued past its
     # deadline.
     password_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
-    password_queue_limit: int = Field(default=16, ge=0)
+    password_queue_limit: int = Field(default=8, ge=0)

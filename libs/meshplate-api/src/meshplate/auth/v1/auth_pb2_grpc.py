@@ -32,7 +32,7 @@ class AuthServiceStub:
     locally against GetJwks and follow the `auth.revocations` Redis stream; Authenticate exists for
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
-    failed logins are throttled.
+    failed logins are throttled, or when the users service has too many password checks waiting.
     """
 
     def __init__(self, channel):
@@ -85,7 +85,7 @@ class AuthServiceServicer:
     locally against GetJwks and follow the `auth.revocations` Redis stream; Authenticate exists for
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
-    failed logins are throttled.
+    failed logins are throttled, or when the users service has too many password checks waiting.
     """
 
     def Login(self, request, context):
@@ -192,7 +192,7 @@ class AuthService:
     locally against GetJwks and follow the `auth.revocations` Redis stream; Authenticate exists for
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
-    failed logins are throttled.
+    failed logins are throttled, or when the users service has too many password checks waiting.
     """
 
     @staticmethod

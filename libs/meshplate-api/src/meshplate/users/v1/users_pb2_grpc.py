@@ -31,9 +31,9 @@ class UsersServiceStub:
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); UNAVAILABLE when the
-    calls that hash a password (CreateUser, VerifyCredentials) find too many waiting already: retry
-    shortly.
+    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    with the trailing metadata `retry-after` (seconds), when the calls that hash a password
+    (CreateUser, VerifyCredentials) find too many waiting already.
     """
 
     def __init__(self, channel):
@@ -135,9 +135,9 @@ class UsersServiceServicer:
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); UNAVAILABLE when the
-    calls that hash a password (CreateUser, VerifyCredentials) find too many waiting already: retry
-    shortly.
+    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    with the trailing metadata `retry-after` (seconds), when the calls that hash a password
+    (CreateUser, VerifyCredentials) find too many waiting already.
     """
 
     def CreateUser(self, request, context):
@@ -364,9 +364,9 @@ class UsersService:
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); UNAVAILABLE when the
-    calls that hash a password (CreateUser, VerifyCredentials) find too many waiting already: retry
-    shortly.
+    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    with the trailing metadata `retry-after` (seconds), when the calls that hash a password
+    (CreateUser, VerifyCredentials) find too many waiting already.
     """
 
     @staticmethod
