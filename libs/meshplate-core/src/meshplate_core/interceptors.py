@@ -91,6 +91,14 @@ def trailers_for(exc: DomainError) -> tuple[tuple[str, str], ...]:
     return origin
 
 
+def trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
+    """One of those extras, read back from a failed call (None when it has none)."""
+    for name, value in exc.trailing_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return None
+
+
 def valid_request_id(value: str | None) -> str:
     """The caller's request id when it is sane, otherwise a fresh one."""
     if value and len(value) <= _MAX_REQUEST_ID_LENGTH and value.isascii() and value.isprintable():

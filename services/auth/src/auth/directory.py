@@ -8,6 +8,7 @@ from auth.domain import Subject
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import call_metadata
 from meshplate_core.errors import ResourceExhaustedError, UnavailableError
+from meshplate_core.interceptors import trailer
 from meshplate_core.tokens import InvalidTokenError
 
 _DOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -49,8 +50,10 @@ class UsersDirectory:
                 raise InvalidCredentialsError() from None
             if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
                 # Too many password checks at once: the caller is told when to come back.
+                retry_after = trailer(exc, "retry-after") or "1"
                 raise ResourceExhaustedError(
-                    exc.details() or "Too many logins at once.", retry_after_s=_retry_after(exc)
+                    exc.details() or "Too many logins at once.",
+                    retry_after_s=max(1, int(retry_after)) if retry_after.isdigit() else 1,
                 ) from None
             raise _translated(exc) from None
         return _subject(reply.user)
@@ -74,10 +77,3 @@ def _translated(exc: grpc.aio.AioRpcError) -> Exception:
     if exc.code() in _DOWN:
         return UnavailableError("users service unavailable")
     return exc
-
-
-def _retry_after(exc: grpc.aio.AioRpcError) -> int:
-    for name, value in exc.trailing_metadata() or ():
-        if name == "retry-after" and isinstance(value, str) and value.isdigit():
-            return max(1, int(value))
-    return 1

@@ -9,7 +9,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from meshplate_core.errors import DomainError
-from meshplate_core.interceptors import status_for, trailers_for
+from meshplate_core.interceptors import status_for, trailer, trailers_for
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,6 @@ _FIXED_DETAILS = {
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _trailer(exc: grpc.aio.AioRpcError, key: str) -> str | None:
-    for name, value in exc.trailing_metadata() or ():
-        if name == key and isinstance(value, str):
-            return value
-    return None
-
-
 def rpc_error_response(exc: grpc.aio.AioRpcError) -> JSONResponse:
     """The HTTP answer for a failed call: status from the table, a detail safe to show."""
     code = exc.code()
@@ -69,7 +62,7 @@ def rpc_error_response(exc: grpc.aio.AioRpcError) -> JSONResponse:
         detail = _FIXED_DETAILS.get(code, "Internal Server Error")
         log.warning("call failed: %s %s", code.name, exc.details())
     return _answer(
-        code, detail, field=_trailer(exc, "field"), retry_after=_trailer(exc, "retry-after")
+        code, detail, field=trailer(exc, "field"), retry_after=trailer(exc, "retry-after")
     )
 
 

@@ -20,9 +20,9 @@ class PasswordHasher:
 
     At most `concurrency` run at once (more would only share the same cores) and at most
     `queue_limit` wait; a check beyond that is refused at once (ResourceExhaustedError, retry
-    after a second) rather than queued past its caller's deadline. A caller that gives up while waiting costs nothing; one
-    that gives up while its check runs keeps the slot until the check is done, so abandoned work
-    never piles up on the cores.
+    after a second) rather than queued past its caller's deadline. A caller that gives up while
+    waiting costs nothing; one that gives up while its check runs keeps the slot until the check
+    is done, so abandoned work never piles up on the cores.
 
     A check for a user that does not exist verifies against a dummy hash made with the current
     parameters, so it costs the same as a check for one that does.
