@@ -88,6 +88,7 @@ async def test_the_stack_outserves_the_monolith(
     finally:
         code = await stack.process.terminate(timeout_s=30)
 
+    assert all(x.latencies for x in (baseline, me, logins, overload)), "a load got no answer"
     report(
         f"the stack as processes, gateway direct; {DURATION_S:.0f} s each",
         _rate(f"baseline: GET /health ({CONNECTIONS})", baseline),

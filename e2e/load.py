@@ -73,7 +73,12 @@ async def run_load(
 
     async def client() -> None:
         while time.perf_counter() < stop_at:
-            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                load.failures[0] += 1
+                await asyncio.sleep(0.1)
+                continue
             try:
                 while time.perf_counter() < stop_at:
                     sent = time.perf_counter()

@@ -188,7 +188,7 @@ async def test_logout_without_the_cookie_still_ends_the_login(stack: Stack) -> N
 
 
 async def test_logout_on_one_gateway_is_honoured_by_another(stack: Stack) -> None:
-    # How soon is measured by `make bench` (bench/revocation.py), not asserted here.
+    # How soon is measured by `make bench` (e2e/bench_revocation.py), not asserted here.
     async with (
         serve_gateway(stack.gateway_settings) as second_url,
         stack.client() as first,

@@ -31,9 +31,11 @@ async def test_a_process_is_alive_only_as_long_as_it_says(flushed_redis: str) ->
     async with redis.Redis.from_url(flushed_redis) as client:
         await client.xgroup_create("jobs", "kind", id="$", mkstream=True)
         await client.xgroup_createconsumer("jobs", "kind", "quiet")
-        await say_alive(client, "quiet", for_s=0.2)
+        await say_alive(client, "quiet", for_s=1)
         kept = await forget_gone_consumers(client, "jobs", "kind")
-        await asyncio.sleep(0.3)
+        async with asyncio.timeout(5):
+            while await client.exists("tasks:consumer:quiet"):
+                await asyncio.sleep(0.05)
         gone = await forget_gone_consumers(client, "jobs", "kind")
 
     assert (kept, gone) == ([], ["quiet"])

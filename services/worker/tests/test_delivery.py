@@ -245,11 +245,17 @@ async def test_gone_consumers_are_forgotten_once_their_entries_are_reclaimed(
         schedulers = [asyncio.create_task(w.scheduler.run()) for w in (first, second)]
         await enqueue(first.jobs.redis, Chore(job="j2"))
         jobs = [await until_finished(first.jobs, job_id) for job_id in ("j1", "j2")]
-        await asyncio.sleep(1)  # five rounds more
+        async with asyncio.timeout(10):
+            while True:
+                owners: Any = await first.jobs.redis.xinfo_consumers(Chore.STREAM, "chore")
+                if not any(o["name"].startswith(b"gone-") for o in owners):
+                    break
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # five more rounds: the live ones stay
+        owners = await first.jobs.redis.xinfo_consumers(Chore.STREAM, "chore")
         for worker in (first, second):
             worker.scheduler.stop()
         await asyncio.gather(*schedulers)
-        owners: Any = await first.jobs.redis.xinfo_consumers(Chore.STREAM, "chore")
 
     assert [job.status for job in jobs] == ["succeeded", "succeeded"]
     # Whichever live workers were given an entry are still there, holding nothing.

@@ -53,7 +53,7 @@ class UsersDirectory:
                 retry_after = trailer(exc, "retry-after") or "1"
                 raise ResourceExhaustedError(
                     exc.details() or "Too many logins at once.",
-                    retry_after_s=max(1, int(retry_after)) if retry_after.isdigit() else 1,
+                    retry_after_s=max(1, int(retry_after)) if retry_after.isdecimal() else 1,
                 ) from None
             raise _translated(exc) from None
         return _subject(reply.user)

@@ -38,7 +38,7 @@ class Settings(GrpcServiceSettings):
     argon2_memory_cost_kib: int = Field(default=65536, ge=19456)
     argon2_parallelism: int = Field(default=4, ge=1)
     # Password checks (logins, sign-ups) hashing at once (default: one per core), and how many
-    # more may wait; beyond that a check is refused at once (503) instead of queued past its
-    # deadline.
+    # more may wait; beyond that a check is refused at once (RESOURCE_EXHAUSTED, 429 with
+    # Retry-After at the gateway) instead of queued past its deadline.
     password_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     password_queue_limit: int = Field(default=8, ge=0)

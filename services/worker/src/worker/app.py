@@ -140,6 +140,9 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
         ],
         housekeeping=housekeeping,
         housekeeping_s=settings.trim_interval_s,
+        # Ticks at least as often as housekeeping is due, so a process says it is alive well
+        # within the three rounds its word lasts.
+        tick_s=min(1.0, settings.trim_interval_s) if settings.trim_interval_s > 0 else 1.0,
     )
 
     async def close() -> None:
