@@ -25,11 +25,6 @@ class Load:
     def per_s(self) -> float:
         return len(self.latencies) / self.seconds
 
-    @property
-    def p99(self) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
 
 def request(
     method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""

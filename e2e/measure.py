@@ -32,6 +32,10 @@ def p95(samples: Sequence[float]) -> float:
     return statistics.quantiles(samples, n=20)[18]
 
 
+def p99(samples: Sequence[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
 def line(label: str, seconds: float, baseline: float | None = None) -> str:
     """`label  12.34 ms  (2.0x baseline)`."""
     ratio = f"  ({seconds / baseline:.2f}x baseline)" if baseline else ""
