@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -12,7 +13,8 @@ from jwt.algorithms import OKPAlgorithm
 
 from gateway.identity import Authenticator
 from gateway.revocations import RevocationList
-from meshplate_core.tokens import InvalidTokenError
+from meshplate_core.events import TokensRevoked
+from meshplate_core.tokens import LEEWAY_S, InvalidTokenError
 
 
 class Key:
@@ -29,7 +31,7 @@ class Key:
         }
 
 
-def _token(key: Key) -> str:
+def _token(key: Key, *, expires_in_s: float = 60) -> str:
     now = time.time()
     claims: dict[str, Any] = {
         "iss": "meshplate-auth",
@@ -38,7 +40,7 @@ def _token(key: Key) -> str:
         "jti": uuid.uuid4().hex,
         "typ": "access",
         "iat": now,
-        "exp": int(now) + 60,
+        "exp": now + expires_in_s,
     }
     return jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid})
 
@@ -64,3 +66,87 @@ async def test_a_key_auth_stops_publishing_stops_being_trusted() -> None:
     with pytest.raises(InvalidTokenError):
         await authenticator.authenticate(_token(old))
     assert (await authenticator.authenticate(_token(new))).user_id == 7
+
+
+async def _authenticator(
+    *keys: Key, revocations: RevocationList | None = None, cache_size: int = 10_000
+) -> Authenticator:
+    published = [key.jwk for key in keys]
+
+    async def fetch() -> list[dict[str, str]]:
+        return list(published)
+
+    if revocations is None:
+        revocations = RevocationList()
+        revocations.synced.set()
+    authenticator = Authenticator(
+        fetch, revocations, issuer="meshplate-auth", audience="meshplate", cache_size=cache_size
+    )
+    await authenticator.load_keys()
+    return authenticator
+
+
+async def test_a_remembered_token_whose_key_is_withdrawn_is_refused() -> None:
+    old, new = Key("old"), Key("new")
+    published = [old.jwk, new.jwk]
+
+    async def fetch() -> list[dict[str, str]]:
+        return list(published)
+
+    revocations = RevocationList()
+    revocations.synced.set()
+    authenticator = Authenticator(
+        fetch, revocations, issuer="meshplate-auth", audience="meshplate", ttl_s=0.05
+    )
+    await authenticator.load_keys()
+    token = _token(old)
+    await authenticator.authenticate(token)
+    published.remove(old.jwk)
+    await asyncio.sleep(0.1)
+
+    with pytest.raises(InvalidTokenError):
+        await authenticator.authenticate(token)
+
+
+async def test_a_remembered_token_is_refused_once_revoked() -> None:
+    key = Key("k")
+    revocations = RevocationList()
+    revocations.synced.set()
+    authenticator = await _authenticator(key, revocations=revocations)
+    token = _token(key)
+    claims = await authenticator.authenticate(token)
+
+    revocations.add(
+        TokensRevoked(
+            user_id=claims.user_id,
+            token_id=claims.token_id,
+            expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
+        )
+    )
+
+    with pytest.raises(InvalidTokenError):
+        await authenticator.authenticate(token)
+
+
+async def test_a_remembered_token_is_refused_once_expired() -> None:
+    key = Key("k")
+    authenticator = await _authenticator(key)
+    token = _token(key, expires_in_s=1 - LEEWAY_S)
+    assert (await authenticator.authenticate(token)).user_id == 7
+
+    await asyncio.sleep(1.2)
+
+    with pytest.raises(InvalidTokenError):
+        await authenticator.authenticate(token)
+
+
+async def test_the_memory_of_tokens_is_bounded_and_keeps_working() -> None:
+    key = Key("k")
+    authenticator = await _authenticator(key, cache_size=10)
+    tokens = [_token(key) for _ in range(25)]
+
+    verified = [await authenticator.authenticate(token) for token in tokens * 2]
+
+    assert [claims.token_id for claims in verified] == [
+        jwt.decode(token, options={"verify_signature": False})["jti"] for token in tokens * 2
+    ]

@@ -17,12 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from meshplate_core.interceptors import (
-    DomainErrorInterceptor,
-    MetricsInterceptor,
-    RequestIdInterceptor,
-    TracingInterceptor,
-)
+from meshplate_core.interceptors import RpcInterceptor
 from meshplate_core.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
@@ -65,15 +60,8 @@ async def start(
 ) -> Running:
     """Start a server with the Meshplate interceptors, health and reflection (and every RPC
     counted in `metrics`, when given)."""
-    interceptors: list[grpc.aio.ServerInterceptor] = [
-        TracingInterceptor(),
-        RequestIdInterceptor(),
-        DomainErrorInterceptor(),
-    ]
-    if metrics is not None:
-        interceptors.insert(0, MetricsInterceptor(metrics))
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=[RpcInterceptor(metrics)],
         options=[
             ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", 30_000),

@@ -39,12 +39,22 @@ class RpcMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # The labelled children, looked up once per (method, code): labels() costs more than
+        # the observation itself.
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     def observe(self, full_method: str, code: str, seconds: float) -> None:
         """One completed RPC (`full_method` as gRPC names it: `/package.Service/Method`)."""
-        service, _, method = full_method.lstrip("/").partition("/")
-        self.handled.labels(service, method, code).inc()
-        self.seconds.labels(service, method).observe(seconds)
+        children = self._children.get((full_method, code))
+        if children is None:
+            service, _, method = full_method.lstrip("/").partition("/")
+            children = (
+                self.handled.labels(service, method, code),
+                self.seconds.labels(service, method),
+            )
+            self._children[(full_method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class HttpMetrics:
@@ -64,11 +74,19 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """One answered request."""
-        self.requests.labels(method, route, str(status)).inc()
-        self.seconds.labels(method, route).observe(seconds)
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.seconds.labels(method, route),
+            )
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _Family(Collector):

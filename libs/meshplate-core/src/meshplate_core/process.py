@@ -1,17 +1,18 @@
 """A process's `main`: load settings, configure logging, run the chosen command, exit cleanly.
 
-`python -m users` serves; `python -m users migrate` applies migrations and exits. Bad settings or a
+`python -m users` serves; `python -m users migrate` applies migrations and exits. Every command
+runs on uvloop (grpc.aio, asyncpg and redis-py all run on it; it spends less per event). Bad settings or a
 failed start end the process with one readable line and a non-zero exit code, not a traceback.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+import uvloop
 from pydantic import ValidationError
 
 from meshplate_core.logging import configure_logging
@@ -55,7 +56,7 @@ def run_service(
         return 2
     settings = load_settings(service, load)
     try:
-        asyncio.run(commands[name](settings))
+        uvloop.run(commands[name](settings))
     except KeyboardInterrupt:
         return 0
     except Exception:

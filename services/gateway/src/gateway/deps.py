@@ -19,32 +19,32 @@ from meshplate_core.tokens import Claims, InvalidTokenError
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/login", auto_error=False)
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
 
-def _users(request: Request) -> UsersClient:
+async def _users(request: Request) -> UsersClient:
     client: UsersClient = request.state.users
     return client
 
 
-def _auth(request: Request) -> AuthClient:
+async def _auth(request: Request) -> AuthClient:
     client: AuthClient = request.state.auth
     return client
 
 
-def _ratelimit(request: Request) -> RateLimitClient:
+async def _ratelimit(request: Request) -> RateLimitClient:
     client: RateLimitClient = request.state.ratelimit
     return client
 
 
-def _health(request: Request) -> HealthClient:
+async def _health(request: Request) -> HealthClient:
     client: HealthClient = request.state.health
     return client
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     client: Redis = request.state.redis
     return client
 

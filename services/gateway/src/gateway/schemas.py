@@ -193,7 +193,7 @@ class PageParams(BaseModel):
         )
 
 
-def page_params(
+async def page_params(
     page: Annotated[int, Query(ge=1)] = 1,
     items_per_page: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> PageParams:
