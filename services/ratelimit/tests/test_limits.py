@@ -187,6 +187,67 @@ async def test_the_decision_costs_one_redis_round_trip(
     assert calls == ["EVALSHA"]
 
 
+async def test_checks_made_together_cost_one_redis_round_trip(
+    engine: AsyncEngine, settings: Any
+) -> None:
+    calls: list[str] = []
+    redis_class = counting_redis(calls)
+    redis = redis_class.from_url(settings.redis_url)
+    limiter = Limiter(
+        engine=engine, redis=redis, default_limit=10, default_period_s=60, fail_open=True
+    )
+    await limiter.check("user:0", 1, "/api/v1/x", 1)
+    calls.clear()
+
+    answers = await asyncio.gather(
+        *(limiter.check(f"user:{n}", 1, "/api/v1/x", 1) for n in range(1, 51))
+    )
+    await redis.aclose()
+
+    assert all(a.allowed for a in answers)
+    assert calls == ["EVALSHA"]
+
+
+async def test_a_batch_of_checks_is_decided_in_order_as_one_by_one(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "/api/v1/x", 3)
+    checks = [
+        ratelimit_pb2.CheckLimitRequest(subject=subject, tier_id=1, path="/api/v1/x", hits=1)
+        for subject in ["user:1", "user:2", "user:1", "user:1", "user:1", "user:2"]
+    ]
+
+    reply = await ratelimit.CheckLimits(ratelimit_pb2.CheckLimitsRequest(checks=checks))
+
+    assert [r.allowed for r in reply.results] == [True, True, True, True, False, True]
+    assert [r.remaining for r in reply.results] == [2, 2, 1, 0, 0, 1]
+
+
+async def test_batches_of_200_against_50_admit_exactly_50(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    await _rule(ratelimit, "/api/v1/x", 50)
+    check = ratelimit_pb2.CheckLimitRequest(subject="user:1", tier_id=1, path="/api/v1/x", hits=1)
+    batch = ratelimit_pb2.CheckLimitsRequest(checks=[check] * 20)
+
+    replies = await asyncio.gather(*(ratelimit.CheckLimits(batch) for _ in range(10)))
+
+    assert sum(r.allowed for reply in replies for r in reply.results) == 50
+
+
+async def test_a_malformed_check_names_its_place_in_the_batch(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    good = ratelimit_pb2.CheckLimitRequest(subject="user:1", path="/api/v1/x", hits=1)
+    bad = ratelimit_pb2.CheckLimitRequest(subject="", path="/api/v1/x", hits=1)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await ratelimit.CheckLimits(ratelimit_pb2.CheckLimitsRequest(checks=[good, bad]))
+
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "check 1" in (err.value.details() or "")
+
+
 async def test_subjects_over_their_limit_cost_no_redis_work(
     engine: AsyncEngine, settings: Any
 ) -> None:

@@ -1,4 +1,5 @@
-"""Counting in Redis: one Lua script, one round trip, atomic, TTL always set.
+"""Counting in Redis: one Lua script, one round trip for a whole batch of checks, atomic, TTL
+always set.
 
 The script also checks the rules' version (`ratelimit:rules:version`, bumped on every rule
 change): a caller holding older rules is told so (and reloads) before anything is counted, which is
@@ -16,6 +17,7 @@ Rejected requests are not counted.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,45 +27,65 @@ from ratelimit.domain import Algorithm, Limit
 
 VERSION_KEY = "ratelimit:rules:version"
 
+# KEYS: the version key, then one counter key per check. ARGV: the caller's rules version, a
+# unique prefix for this call's sorted-set members, then five values per check: period (ms),
+# limit, hits, algorithm, the check's index. Checks are decided in order, so two of one key in a
+# batch count as two requests. Replies four numbers per check.
 _SCRIPT = """
-local version = redis.call('GET', KEYS[2]) or '0'
-if version ~= ARGV[1] then return {-1, 0, 0, 0} end
+local version = redis.call('GET', KEYS[1]) or '0'
+if version ~= ARGV[1] then return {-1} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local period = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local hits = tonumber(ARGV[4])
-local key = KEYS[1]
-if ARGV[5] == 'sliding_window' then
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
-  local count = redis.call('ZCARD', key)
-  local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-  local reset = 0
-  if newest[2] then reset = tonumber(newest[2]) + period - now end
-  if count + hits > limit then
-    local nth = count + hits - limit - 1
-    local freeing = redis.call('ZRANGE', key, nth, nth, 'WITHSCORES')
-    local retry = period
-    if freeing[2] then retry = tonumber(freeing[2]) + period - now end
-    return {0, count, retry, reset}
+local out = {}
+for i = 2, #KEYS do
+  local base = (i - 2) * 5 + 2
+  local period = tonumber(ARGV[base + 1])
+  local limit = tonumber(ARGV[base + 2])
+  local hits = tonumber(ARGV[base + 3])
+  local key = KEYS[i]
+  local allowed, count, retry, reset
+  if ARGV[base + 4] == 'sliding_window' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - period)
+    count = redis.call('ZCARD', key)
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    reset = 0
+    if newest[2] then reset = tonumber(newest[2]) + period - now end
+    if count + hits > limit then
+      local nth = count + hits - limit - 1
+      local freeing = redis.call('ZRANGE', key, nth, nth, 'WITHSCORES')
+      retry = period
+      if freeing[2] then retry = tonumber(freeing[2]) + period - now end
+      allowed = 0
+    else
+      if hits > 0 then
+        local member = ARGV[2] .. ':' .. ARGV[base + 5] .. ':'
+        for h = 1, hits do redis.call('ZADD', key, now, member .. h) end
+        redis.call('PEXPIRE', key, period)
+        reset = period
+      end
+      allowed, count, retry = 1, count + hits, 0
+    end
+  else
+    local window = now - (now % period)
+    local wkey = key .. ':' .. window
+    count = tonumber(redis.call('GET', wkey) or '0')
+    reset = window + period - now
+    if count + hits > limit then
+      allowed, retry = 0, reset
+    else
+      if hits > 0 then
+        count = redis.call('INCRBY', wkey, hits)
+        redis.call('PEXPIRE', wkey, reset)
+      end
+      allowed, retry = 1, 0
+    end
   end
-  if hits > 0 then
-    for i = 1, hits do redis.call('ZADD', key, now, ARGV[6] .. ':' .. i) end
-    redis.call('PEXPIRE', key, period)
-    reset = period
-  end
-  return {1, count + hits, 0, reset}
+  out[#out + 1] = allowed
+  out[#out + 1] = count
+  out[#out + 1] = retry
+  out[#out + 1] = reset
 end
-local window = now - (now % period)
-local wkey = key .. ':' .. window
-local count = tonumber(redis.call('GET', wkey) or '0')
-local reset = window + period - now
-if count + hits > limit then return {0, count, reset, reset} end
-if hits > 0 then
-  count = redis.call('INCRBY', wkey, hits)
-  redis.call('PEXPIRE', wkey, reset)
-end
-return {1, count, 0, reset}
+return out
 """
 
 
@@ -88,22 +110,27 @@ class Counters:
         self._script = redis.register_script(_SCRIPT)
 
     async def count(
-        self, counter_key: str, limit: Limit, *, hits: int, rules_version: str
-    ) -> Count:
-        """Count `hits` against `limit` under `counter_key` (StaleRulesError if rules changed)."""
-        algorithm = "sliding_window" if limit.algorithm is Algorithm.SLIDING_WINDOW else "fixed"
-        reply: Any = await self._script(
-            keys=[counter_key, VERSION_KEY],
-            args=[
-                rules_version,
+        self, checks: Sequence[tuple[str, Limit, int]], *, rules_version: str
+    ) -> list[Count]:
+        """Count each check's hits against its limit under its counter key, in one round trip
+        for all of them (StaleRulesError if the rules changed)."""
+        keys = [VERSION_KEY]
+        args: list[str | int] = [rules_version, uuid.uuid4().hex]
+        for index, (counter_key, limit, hits) in enumerate(checks):
+            sliding = limit.algorithm is Algorithm.SLIDING_WINDOW
+            keys.append(counter_key)
+            args += [
                 limit.period_s * 1000,
                 limit.limit,
                 hits,
-                algorithm,
-                uuid.uuid4().hex,
-            ],
-        )
-        state, used, retry_ms, reset_ms = (int(value) for value in reply)
-        if state == -1:
+                "sliding_window" if sliding else "fixed",
+                index,
+            ]
+        reply: Any = await self._script(keys=keys, args=args)
+        if reply and int(reply[0]) == -1:
             raise StaleRulesError()
-        return Count(allowed=state == 1, used=used, retry_after_ms=retry_ms, reset_ms=reset_ms)
+        values = [int(value) for value in reply]
+        return [
+            Count(allowed=allowed == 1, used=used, retry_after_ms=retry, reset_ms=reset)
+            for allowed, used, retry, reset in zip(*[iter(values)] * 4, strict=True)
+        ]

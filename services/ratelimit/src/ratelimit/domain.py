@@ -61,6 +61,16 @@ class Limit:
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """One request to count: `hits` requests of `subject` (a tier's member, or not) on `path`."""
+
+    subject: str
+    tier_id: int | None
+    path: str
+    hits: int
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The answer to one check."""
 

@@ -12,18 +12,21 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meshplate_core.batching import Batcher
 from meshplate_core.errors import UnavailableError
 from ratelimit.counters import VERSION_KEY, Counters, StaleRulesError
 from ratelimit.domain import (
     DEFAULT_PATH,
     LOGIN_ATTEMPTS_PATH,
     Algorithm,
+    Check,
     Decision,
     Limit,
     Rule,
@@ -72,6 +75,7 @@ class Limiter:
 
     def __post_init__(self) -> None:
         self._counters = Counters(self.redis)
+        self._batcher: Batcher[Check, Decision] = Batcher(self.check_many)
 
     async def reload(self) -> None:
         """Load every rule, and the version they are current for (read first, so a change that
@@ -111,27 +115,48 @@ class Limiter:
         return Limit(rule.id, scope, rule.limit, rule.period_s, rule.algorithm)
 
     async def check(self, subject: str, tier_id: int | None, path: str, hits: int) -> Decision:
-        """Count `hits` requests of `subject` on `path` and decide."""
-        limit = self.resolve(tier_id, path)
-        counter_key = f"ratelimit:{{{subject}}}:{limit.key}"
-        blocked = self._blocked.get(counter_key)
-        if blocked is not None and hits > 0:
-            until, decision = blocked
-            now = time.monotonic()
-            if now < until:
-                self.stats.denied_locally += 1
-                return _later(decision, until - now)
-            del self._blocked[counter_key]
-        try:
-            decision = await self._count(subject, tier_id, path, hits)
-        except (RedisError, OSError) as exc:
-            return self._without_redis(limit, exc)
-        if decision.allowed:
-            self.stats.allowed += 1
-        else:
-            self.stats.denied += 1
-            self._remember_blocked(counter_key, decision)
-        return decision
+        """Count `hits` requests of `subject` on `path` and decide. Checks made at the same time
+        are counted together, in one round trip (see meshplate_core.batching)."""
+        return await self._batcher.submit(Check(subject, tier_id, path, hits))
+
+    async def check_many(self, checks: Sequence[Check]) -> list[Decision]:
+        """Decide each check, in order, with one Redis round trip for all that need one."""
+        decisions: list[Decision | None] = [None] * len(checks)
+        counted: list[int] = []
+        now = time.monotonic()
+        for index, check in enumerate(checks):
+            counter_key = self._counter_key(check, self.resolve(check.tier_id, check.path))
+            blocked = self._blocked.get(counter_key)
+            if blocked is not None and check.hits > 0:
+                until, decision = blocked
+                if now < until:
+                    self.stats.denied_locally += 1
+                    decisions[index] = _later(decision, until - now)
+                    continue
+                del self._blocked[counter_key]
+            counted.append(index)
+        if counted:
+            try:
+                fresh = await self._count([checks[index] for index in counted])
+            except (RedisError, OSError) as exc:
+                for index in counted:
+                    check = checks[index]
+                    decisions[index] = self._without_redis(
+                        self.resolve(check.tier_id, check.path), exc
+                    )
+            else:
+                for index, (counter_key, decision) in zip(counted, fresh, strict=True):
+                    decisions[index] = decision
+                    if decision.allowed:
+                        self.stats.allowed += 1
+                    else:
+                        self.stats.denied += 1
+                        self._remember_blocked(counter_key, decision)
+        return [decision for decision in decisions if decision is not None]
+
+    @staticmethod
+    def _counter_key(check: Check, limit: Limit) -> str:
+        return f"ratelimit:{{{check.subject}}}:{limit.key}"
 
     def _remember_blocked(self, counter_key: str, decision: Decision) -> None:
         now = time.monotonic()
@@ -143,28 +168,33 @@ class Limiter:
                 self._blocked.clear()
         self._blocked[counter_key] = (now + decision.retry_after_s, decision)
 
-    async def _count(self, subject: str, tier_id: int | None, path: str, hits: int) -> Decision:
+    async def _count(self, checks: Sequence[Check]) -> list[tuple[str, Decision]]:
         for _attempt in range(3):
             if self._version is None:
                 await self.reload()
-            limit = self.resolve(tier_id, path)
+            limits = [self.resolve(check.tier_id, check.path) for check in checks]
+            keyed = [
+                (self._counter_key(check, limit), limit, check.hits)
+                for check, limit in zip(checks, limits, strict=True)
+            ]
             try:
-                count = await self._counters.count(
-                    f"ratelimit:{{{subject}}}:{limit.key}",
-                    limit,
-                    hits=hits,
-                    rules_version=self._version or "0",
-                )
+                counts = await self._counters.count(keyed, rules_version=self._version or "0")
             except StaleRulesError:
                 self._version = None
                 continue
-            return Decision(
-                allowed=count.allowed,
-                limit=limit.limit,
-                remaining=max(0, limit.limit - count.used),
-                reset_s=math.ceil(count.reset_ms / 1000),
-                retry_after_s=math.ceil(count.retry_after_ms / 1000),
-            )
+            return [
+                (
+                    counter_key,
+                    Decision(
+                        allowed=count.allowed,
+                        limit=limit.limit,
+                        remaining=max(0, limit.limit - count.used),
+                        reset_s=math.ceil(count.reset_ms / 1000),
+                        retry_after_s=math.ceil(count.retry_after_ms / 1000),
+                    ),
+                )
+                for (counter_key, limit, _hits), count in zip(keyed, counts, strict=True)
+            ]
         raise RedisError("rules kept changing while counting")
 
     def _without_redis(self, limit: Limit, exc: BaseException) -> Decision:

@@ -8,12 +8,14 @@ import grpc
 
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.errors import InvalidArgumentError
-from ratelimit.domain import Algorithm, Rule
+from ratelimit.domain import Algorithm, Check, Decision, Rule
 from ratelimit.limiter import Limiter
 from ratelimit.rules import Rules
 from ratelimit.tiers import TierProjection
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# The most checks one CheckLimits call may carry (the contract's figure).
+MAX_CHECKS = 1000
 
 _ALGORITHMS = {
     ratelimit_pb2.ALGORITHM_UNSPECIFIED: Algorithm.SLIDING_WINDOW,
@@ -45,6 +47,16 @@ def rule_to_proto(rule: Rule) -> ratelimit_pb2.Rule:
     )
 
 
+def _decision_to_proto(decision: Decision) -> ratelimit_pb2.CheckLimitResponse:
+    return ratelimit_pb2.CheckLimitResponse(
+        allowed=decision.allowed,
+        limit=decision.limit,
+        remaining=decision.remaining,
+        reset_s=decision.reset_s,
+        retry_after_s=decision.retry_after_s,
+    )
+
+
 class RateLimitService(ratelimit_pb2_grpc.RateLimitServiceServicer):
     """The ratelimit service."""
 
@@ -56,18 +68,29 @@ class RateLimitService(ratelimit_pb2_grpc.RateLimitServiceServicer):
     async def CheckLimit(
         self, request: ratelimit_pb2.CheckLimitRequest, context: Context
     ) -> ratelimit_pb2.CheckLimitResponse:
+        decision = await self._limiter.check(*self._parse(request))
+        return _decision_to_proto(decision)
+
+    async def CheckLimits(
+        self, request: ratelimit_pb2.CheckLimitsRequest, context: Context
+    ) -> ratelimit_pb2.CheckLimitsResponse:
+        if len(request.checks) > MAX_CHECKS:
+            raise InvalidArgumentError(f"at most {MAX_CHECKS} checks per call", field="checks")
+        checks = []
+        for index, check in enumerate(request.checks):
+            try:
+                checks.append(Check(*self._parse(check)))
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"check {index}: {exc}", field=exc.field) from None
+        decisions = await self._limiter.check_many(checks)
+        return ratelimit_pb2.CheckLimitsResponse(results=map(_decision_to_proto, decisions))
+
+    def _parse(self, request: ratelimit_pb2.CheckLimitRequest) -> tuple[str, int | None, str, int]:
         if not request.subject or request.hits < 0:
             raise InvalidArgumentError("a subject and hits >= 0 are required", field="subject")
         token_tier = request.tier_id if request.HasField("tier_id") else None
         tier_id = self._tiers.tier_of(request.subject, token_tier)
-        decision = await self._limiter.check(request.subject, tier_id, request.path, request.hits)
-        return ratelimit_pb2.CheckLimitResponse(
-            allowed=decision.allowed,
-            limit=decision.limit,
-            remaining=decision.remaining,
-            reset_s=decision.reset_s,
-            retry_after_s=decision.retry_after_s,
-        )
+        return request.subject, tier_id, request.path, request.hits
 
     async def CreateRule(
         self, request: ratelimit_pb2.CreateRuleRequest, context: Context

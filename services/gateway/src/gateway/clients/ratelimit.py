@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
 
 from gateway.schemas import RateLimitCreate, RateLimitRead, RateLimitUpdate
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from meshplate_core.batching import Batcher
 from meshplate_core.channels import call_metadata
+
+# Checks per CheckLimits call, at most (the contract allows 1000).
+MAX_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +48,21 @@ def to_rule_read(rule: ratelimit_pb2.Rule) -> RateLimitRead:
 
 
 class RateLimitClient:
-    """Calls to the ratelimit service."""
+    """Calls to the ratelimit service.
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float) -> None:
+    Decisions are batched: the checks of requests that arrive while a CheckLimits call is in
+    flight travel together in the next one (at most `batch_in_flight` calls outstanding), so
+    under load one hop serves many requests. A failed call fails each check it carried.
+    """
+
+    def __init__(
+        self, channel: grpc.aio.Channel, *, timeout_s: float, batch_in_flight: int = 2
+    ) -> None:
         self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
         self._timeout_s = timeout_s
+        self._batcher: Batcher[ratelimit_pb2.CheckLimitRequest, Verdict] = Batcher(
+            self._check_many, max_batch=MAX_BATCH, in_flight=batch_in_flight
+        )
 
     async def check(
         self, subject: str, tier_id: int | None, path: str, *, hits: int = 1
@@ -56,16 +71,22 @@ class RateLimitClient:
         request = ratelimit_pb2.CheckLimitRequest(subject=subject, path=path, hits=hits)
         if tier_id is not None:
             request.tier_id = tier_id
-        reply = await self._stub.CheckLimit(
-            request, timeout=self._timeout_s, metadata=call_metadata()
+        return await self._batcher.submit(request)
+
+    async def _check_many(self, checks: Sequence[ratelimit_pb2.CheckLimitRequest]) -> list[Verdict]:
+        reply = await self._stub.CheckLimits(
+            ratelimit_pb2.CheckLimitsRequest(checks=checks), timeout=self._timeout_s
         )
-        return Verdict(
-            allowed=reply.allowed,
-            limit=reply.limit,
-            remaining=reply.remaining,
-            reset_s=reply.reset_s,
-            retry_after_s=reply.retry_after_s,
-        )
+        return [
+            Verdict(
+                allowed=result.allowed,
+                limit=result.limit,
+                remaining=result.remaining,
+                reset_s=result.reset_s,
+                retry_after_s=result.retry_after_s,
+            )
+            for result in reply.results
+        ]
 
     async def create_rule(self, tier_id: int, body: RateLimitCreate) -> RateLimitRead:
         """A new rule for a tier."""

@@ -123,6 +123,50 @@ class CheckLimitRequest(_message.Message):
 Global___CheckLimitRequest: _TypeAlias = CheckLimitRequest  # noqa: Y015
 
 @_typing.final
+class CheckLimitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckLimitRequest]:
+        """At most 1000 checks."""
+
+    def __init__(
+        self,
+        *,
+        checks: _abc.Iterable[Global___CheckLimitRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLimitsRequest: _TypeAlias = CheckLimitsRequest  # noqa: Y015
+
+@_typing.final
+class CheckLimitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckLimitResponse]:
+        """One decision per check, in the same order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CheckLimitResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckLimitsResponse: _TypeAlias = CheckLimitsResponse  # noqa: Y015
+
+@_typing.final
 class CheckLimitResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -47,6 +47,11 @@ class RateLimitServiceStub:
                 request_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitRequest.SerializeToString,
                 response_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitResponse.FromString,
                 _registered_method=True)
+        self.CheckLimits = channel.unary_unary(
+                '/meshplate.ratelimit.v1.RateLimitService/CheckLimits',
+                request_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.SerializeToString,
+                response_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.FromString,
+                _registered_method=True)
         self.CreateRule = channel.unary_unary(
                 '/meshplate.ratelimit.v1.RateLimitService/CreateRule',
                 request_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CreateRuleRequest.SerializeToString,
@@ -88,6 +93,17 @@ class RateLimitServiceServicer:
     def CheckLimit(self, request, context):
         """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
         whether the request may proceed. One atomic counter update per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckLimits(self, request, context):
+        """CheckLimits decides many checks in one call, as CheckLimit would decide each one, in one
+        Redis round trip for the whole batch. Callers that decide per request (the gateways) batch
+        the checks of requests arriving together: one call then carries the cost of one hop for
+        all of them. Results come in the order of the checks. A malformed check fails the whole call
+        (INVALID_ARGUMENT, with its index in the message).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +151,11 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
                     servicer.CheckLimit,
                     request_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitRequest.FromString,
                     response_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitResponse.SerializeToString,
+            ),
+            'CheckLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckLimits,
+                    request_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.FromString,
+                    response_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.SerializeToString,
             ),
             'CreateRule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRule,
@@ -197,6 +218,33 @@ class RateLimitService:
             '/meshplate.ratelimit.v1.RateLimitService/CheckLimit',
             meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitRequest.SerializeToString,
             meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplate.ratelimit.v1.RateLimitService/CheckLimits',
+            meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.SerializeToString,
+            meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

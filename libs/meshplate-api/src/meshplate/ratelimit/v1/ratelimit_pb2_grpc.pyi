@@ -45,6 +45,13 @@ class RateLimitServiceStub:
     """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
     whether the request may proceed. One atomic counter update per call.
     """
+    CheckLimits: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitsRequest, _ratelimit_pb2.CheckLimitsResponse]
+    """CheckLimits decides many checks in one call, as CheckLimit would decide each one, in one
+    Redis round trip for the whole batch. Callers that decide per request (the gateways) batch
+    the checks of requests arriving together: one call then carries the cost of one hop for
+    all of them. Results come in the order of the checks. A malformed check fails the whole call
+    (INVALID_ARGUMENT, with its index in the message).
+    """
     CreateRule: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.CreateRuleRequest, _ratelimit_pb2.CreateRuleResponse]
     """CreateRule adds a rule for a tier."""
     GetRule: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.GetRuleRequest, _ratelimit_pb2.GetRuleResponse]
@@ -72,6 +79,13 @@ class RateLimitServiceAsyncStub(RateLimitServiceStub):
     CheckLimit: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitRequest, _ratelimit_pb2.CheckLimitResponse]  # type: ignore[assignment]
     """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
     whether the request may proceed. One atomic counter update per call.
+    """
+    CheckLimits: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitsRequest, _ratelimit_pb2.CheckLimitsResponse]  # type: ignore[assignment]
+    """CheckLimits decides many checks in one call, as CheckLimit would decide each one, in one
+    Redis round trip for the whole batch. Callers that decide per request (the gateways) batch
+    the checks of requests arriving together: one call then carries the cost of one hop for
+    all of them. Results come in the order of the checks. A malformed check fails the whole call
+    (INVALID_ARGUMENT, with its index in the message).
     """
     CreateRule: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CreateRuleRequest, _ratelimit_pb2.CreateRuleResponse]  # type: ignore[assignment]
     """CreateRule adds a rule for a tier."""
@@ -102,6 +116,18 @@ class RateLimitServiceServicer:
     ) -> _typing.Union[_ratelimit_pb2.CheckLimitResponse, _abc.Awaitable[_ratelimit_pb2.CheckLimitResponse]]:
         """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
         whether the request may proceed. One atomic counter update per call.
+        """
+
+    def CheckLimits(
+        self,
+        request: _ratelimit_pb2.CheckLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ratelimit_pb2.CheckLimitsResponse, _abc.Awaitable[_ratelimit_pb2.CheckLimitsResponse]]:
+        """CheckLimits decides many checks in one call, as CheckLimit would decide each one, in one
+        Redis round trip for the whole batch. Callers that decide per request (the gateways) batch
+        the checks of requests arriving together: one call then carries the cost of one hop for
+        all of them. Results come in the order of the checks. A malformed check fails the whole call
+        (INVALID_ARGUMENT, with its index in the message).
         """
 
     def CreateRule(
