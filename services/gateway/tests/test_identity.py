@@ -13,6 +13,7 @@ from jwt.algorithms import OKPAlgorithm
 
 from gateway.identity import Authenticator
 from gateway.revocations import RevocationList
+from meshplate_core.errors import UnavailableError
 from meshplate_core.events import TokensRevoked
 from meshplate_core.tokens import LEEWAY_S, InvalidTokenError
 
@@ -150,3 +151,26 @@ async def test_the_memory_of_tokens_is_bounded_and_keeps_working() -> None:
     assert [claims.token_id for claims in verified] == [
         jwt.decode(token, options={"verify_signature": False})["jti"] for token in tokens * 2
     ]
+
+
+async def test_tokens_wait_for_keys_never_fetched_rather_than_being_refused() -> None:
+    key = Key("k")
+    published: list[dict[str, str]] = []
+
+    async def fetch() -> list[dict[str, str]]:
+        return list(published)
+
+    revocations = RevocationList()
+    revocations.synced.set()
+    authenticator = Authenticator(
+        fetch, revocations, issuer="meshplate-auth", audience="meshplate", refetch_s=0.05
+    )
+    await authenticator.load_keys()
+    token = _token(key)
+    with pytest.raises(UnavailableError):
+        await authenticator.authenticate(token)
+
+    published.append(key.jwk)
+    await asyncio.sleep(0.1)
+
+    assert (await authenticator.authenticate(token)).user_id == 7

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.events import ReadsChanged, post_key, user_key, username_key
 from meshplate_core.grpc_server import start
+from meshplate_core.streams import decode
 from meshplate_testing.proxy import TcpProxy
 from users.server import SERVICE_NAME, build
 from users.settings import Settings
@@ -131,6 +134,47 @@ async def test_username_change_and_deletion_are_seen_at_once(users: UsersService
         await users.GetUser(users_pb2.GetUserRequest(username="annie"))
     with pytest.raises(grpc.aio.AioRpcError):
         await _titles(users, "annie")
+
+
+async def test_a_user_read_by_id_twice_costs_one_query_and_sees_every_change(
+    users: UsersServiceAsyncStub, engine: AsyncEngine
+) -> None:
+    ann = await _sign_up(users, "ann")
+    by_id = users_pb2.GetUserRequest(id=ann.user_id)
+
+    with QueryCounter(engine, '"user"').counting() as queries:
+        first, second = await users.GetUser(by_id), await users.GetUser(by_id)
+    await users.UpdateUser(users_pb2.UpdateUserRequest(id=ann.user_id, name="Anne"))
+    renamed = await users.GetUser(by_id)
+    await users.SetUserTier(users_pb2.SetUserTierRequest(user_id=ann.user_id, tier_id=1))
+    await users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.user_id))
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await users.GetUser(by_id)
+
+    assert (first.user.name, second.user.name, queries.count) == ("Ann", "Ann", 1)
+    assert renamed.user.name == "Anne"
+    assert gone.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+async def test_every_write_tells_copy_holders_what_changed(
+    users: UsersServiceAsyncStub, settings: Settings
+) -> None:
+    ann = await _sign_up(users, "ann")
+    post = await _post(users, ann, "hello")
+    await users.UpdateUser(users_pb2.UpdateUserRequest(id=ann.user_id, username="annie"))
+    await users.DeletePost(
+        users_pb2.DeletePostRequest(actor=ann, id=post.id, author_username="annie")
+    )
+
+    async with Redis.from_url(settings.redis_url) as redis:
+        entries: Any = await redis.xrange(ReadsChanged.STREAM)
+    published = [sorted(decode(ReadsChanged, fields).keys) for _id, fields in entries]
+
+    assert published == [
+        [username_key("ann")],
+        sorted([username_key("ann"), username_key("annie"), user_key(ann.user_id)]),
+        sorted([username_key("annie"), post_key(post.id)]),
+    ]
 
 
 async def test_racing_writers_and_readers_leave_no_stale_entry(

@@ -85,3 +85,32 @@ class TokensRevoked(Event):
     family_id: str | None = None
     issued_before: datetime | None = None
     expires_at: datetime
+
+
+class ReadsChanged(Event):
+    """What the users service answers may have changed (published by users after each write's
+    commit, in the same round trip that invalidates its own cache). Readers that keep copies of
+    users' answers (the gateways' read model) drop the copies that depend on any of `keys`.
+
+    Keys name what a read depends on: `user_key(id)` (a user by id), `username_key(name)` (a user
+    by username and their pages of posts), `post_key(id)` (one post).
+    """
+
+    STREAM: ClassVar[str] = "users.reads_changed"
+
+    keys: list[str]
+
+
+def user_key(user_id: int) -> str:
+    """The key of what a read of user `user_id` by id depends on."""
+    return f"user:{user_id}"
+
+
+def username_key(username: str) -> str:
+    """The key of what reads by `username` depend on: the user and their posts."""
+    return f"username:{username}"
+
+
+def post_key(post_id: int) -> str:
+    """The key of what a read of post `post_id` depends on."""
+    return f"post:{post_id}"

@@ -53,6 +53,18 @@ def decode(model: type[E], fields: Mapping[Any, Any]) -> E:
     return model.model_validate_json(envelope["data"])
 
 
+def decode_traced(model: type[E], fields: Mapping[Any, Any]) -> tuple[E, Context]:
+    """`decode` and `trace_context` at once (the envelope is read once): the event, and the trace
+    context it was written under. Raises as `decode` does."""
+    raw = fields.get(DATA_KEY.encode(), fields.get(DATA_KEY))
+    if raw is None:
+        raise ValueError("stream entry has no event")
+    envelope = json.loads(raw)
+    event = model.model_validate_json(envelope["data"])
+    headers = envelope.get("headers")
+    return event, extract(headers) if isinstance(headers, dict) else Context()
+
+
 def trace_context(fields: Mapping[Any, Any]) -> Context:
     """The trace context an entry was written under (empty when it has none or is malformed)."""
     raw = fields.get(DATA_KEY.encode(), fields.get(DATA_KEY))
@@ -147,7 +159,9 @@ class Follower:
 
     For state every replica must hold whole (revoked tokens, users' tiers): no consumer group,
     every follower sees every entry. `synced` is set once the replay reached the end, and cleared
-    while the stream cannot be read. Stop it with `stop()`: a cancellation landing inside the
+    while the stream cannot be read. With `replay` false there is no replay: following starts at
+    the stream's end, and again at its end after the stream could not be read, each time after
+    `on_restart` (for followers that drop what they hold then). Stop it with `stop()`: a cancellation landing inside the
     Redis client's blocking read can be absorbed by it.
     """
 
@@ -160,6 +174,8 @@ class Follower:
         block_ms: int = 1000,
         retry_s: float = 0.5,
         synced: asyncio.Event | None = None,
+        replay: bool = True,
+        on_restart: Callable[[], None] | None = None,
     ) -> None:
         self._redis = redis
         self._model = model
@@ -167,8 +183,15 @@ class Follower:
         self._block_ms = block_ms
         self._retry_s = retry_s
         self._last_id = "0-0"
+        self._replay = replay
+        self._on_restart = on_restart
         self._stopping = False
         self.synced = synced or asyncio.Event()
+
+    @property
+    def last_id(self) -> str:
+        """The id of the last entry handed over (`0-0` before the first)."""
+        return self._last_id
 
     def stop(self) -> None:
         """Return after the current read."""
@@ -180,8 +203,14 @@ class Follower:
         while not self._stopping:
             try:
                 if not self.synced.is_set():
-                    start = "-" if self._last_id == "0-0" else f"({self._last_id}"
-                    self._apply(await self._redis.xrange(stream, min=start))
+                    if self._replay:
+                        start = "-" if self._last_id == "0-0" else f"({self._last_id}"
+                        self._apply(await self._redis.xrange(stream, min=start))
+                    else:
+                        last: Any = await self._redis.xrevrange(stream, count=1)
+                        self._last_id = as_text(last[0][0]) if last else self._last_id
+                        if self._on_restart is not None:
+                            self._on_restart()
                     self.synced.set()
                 reply: Any = await self._redis.xread(
                     {stream: self._last_id}, block=self._block_ms, count=500

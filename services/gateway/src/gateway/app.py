@@ -29,6 +29,7 @@ from gateway.identity import Authenticator
 from gateway.limiting import RateLimitMiddleware
 from gateway.metrics import MetricsMiddleware, metrics_route
 from gateway.middleware import RequestIdMiddleware
+from gateway.reads import ReadModel
 from gateway.revocations import RevocationList
 from gateway.routes import auth, health, posts, rate_limits, tasks, tiers, users
 from gateway.routes.docs import docs_router
@@ -136,14 +137,16 @@ def create_app(settings: Settings) -> FastAPI:
             issuer=settings.token_issuer,
             audience=settings.token_audience,
         )
+        reads = ReadModel(redis, ttl_s=settings.read_model_ttl_s)
         following = asyncio.create_task(revocations.follow(follower_redis))
+        following_reads = asyncio.create_task(reads.follow(follower_redis))
         await _warm_up(authenticator, revocations, settings.startup_wait_s)
         try:
             yield State(
                 settings=settings,
                 auth=auth_client,
                 authenticator=authenticator,
-                users=UsersClient(channels["users"], timeout_s=settings.rpc_timeout_s),
+                users=UsersClient(channels["users"], timeout_s=settings.rpc_timeout_s, reads=reads),
                 ratelimit=RateLimitClient(channels["ratelimit"], timeout_s=settings.rpc_timeout_s),
                 health=HealthClient(
                     {name: (channels[name], PEERS[name].full_name) for name in PEERS},
@@ -155,10 +158,12 @@ def create_app(settings: Settings) -> FastAPI:
             # Asked and cancelled; bounded: shutting down must not wait on a read that does not
             # come back (a cancellation can be absorbed inside the Redis client's read).
             revocations.stop()
+            reads.stop()
             following.cancel()
+            following_reads.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(_CLOSE_S):
-                    await following
+                    await asyncio.gather(following, following_reads, return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CLOSE_S):
                     await follower_redis.aclose()

@@ -79,16 +79,15 @@ class Authenticator:
     async def authenticate(self, token: str) -> Claims:
         """The claims of a valid, unrevoked access token; InvalidTokenError otherwise."""
         age = time.monotonic() - self._fetched_at
-        if age > self._ttl_s:
+        if age > self._ttl_s or (not self._keys and age >= self._refetch_s):
             await self._refresh_keys()
         claims = self._remembered(token)
         if claims is None:
             try:
                 claims = self._verify(token)
             except UnknownKeyError:
-                if time.monotonic() - self._fetched_at < self._refetch_s:
-                    raise
-                await self._refresh_keys()
+                if time.monotonic() - self._fetched_at >= self._refetch_s:
+                    await self._refresh_keys()
                 claims = self._verify(token)
             self._remember(token, claims)
         if not self._revocations.synced.is_set():
@@ -127,6 +126,9 @@ class Authenticator:
         self._verified[token] = (claims, key_id(token))
 
     def _verify(self, token: str) -> Claims:
+        if not self._keys:
+            # Auth's keys were never fetched: the token may well be good; we cannot tell.
+            raise UnavailableError("signing keys unavailable")
         return verify(
             token, self._keys, issuer=self._issuer, audience=self._audience, expected="access"
         )

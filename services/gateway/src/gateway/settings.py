@@ -43,6 +43,9 @@ class Settings(ServiceSettings):
     refresh_token_expire_days: int = Field(
         default=7, ge=1, validation_alias="REFRESH_TOKEN_EXPIRE_DAYS"
     )
+    # How long the read model keeps a copy of a users answer at most (0: no read model). Copies
+    # are dropped at once when users publishes a change; this bounds only what a lost event leaves.
+    read_model_ttl_s: float = Field(default=60.0, ge=0)
     # How long start-up waits for auth's keys and the revocation replay before serving anyway
     # (authenticated requests are refused until both are there).
     startup_wait_s: float = Field(default=10.0, ge=0)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from meshplate_core.errors import InvalidArgumentError
 from meshplate_core.events import UserDeleted, UserRegistered, UserTierChanged
 from meshplate_core.outbox import Outbox
-from users.cache import Codec, ReadCache, dataclass_codec, name_generation
+from users.cache import Codec, ReadCache, dataclass_codec, id_generation, name_generation
 from users.domain import (
     InvalidCredentialsError,
     PageRequest,
@@ -118,7 +118,9 @@ class Accounts:
         async with self.transaction() as conn:
             before = await self.users.get_by_id(conn, user_id)
             user = await self.users.change(conn, user_id, changes)
-        await self._cache.bump(name_generation(before.username), name_generation(user.username))
+        await self._cache.bump(
+            name_generation(before.username), name_generation(user.username), id_generation(user_id)
+        )
         return user
 
     async def delete(self, user_id: int, *, hard: bool) -> None:
@@ -130,7 +132,7 @@ class Accounts:
             else:
                 await self.users.soft_delete(conn, user_id)
             await self._outbox.add(conn, UserDeleted(user_id=user_id, hard=hard))
-        await self._cache.bump(name_generation(user.username))
+        await self._cache.bump(name_generation(user.username), id_generation(user_id))
 
     async def set_tier(self, user_id: int, tier_id: int) -> User:
         """Move a user to an existing tier and announce it."""
@@ -138,7 +140,7 @@ class Accounts:
             await self.tiers.get_by_id(conn, tier_id)
             user = await self.users.set_tier(conn, user_id, tier_id)
             await self._outbox.add(conn, UserTierChanged(user_id=user_id, tier_id=tier_id))
-        await self._cache.bump(name_generation(user.username))
+        await self._cache.bump(name_generation(user.username), id_generation(user_id))
         return user
 
     async def page_of_users(self, request: PageRequest) -> tuple[list[User], int]:
@@ -153,13 +155,20 @@ class Accounts:
         username: str | None = None,
         include_deleted: bool = False,
     ) -> User:
-        """A live (or, when asked, soft-deleted) user by id or username; live users by username
-        come from the cache."""
+        """A live (or, when asked, soft-deleted) user by id or username; live users come from
+        the cache."""
         if username is not None and not include_deleted:
             return await self._cache.read(
                 f"users:user:{username}",
                 [name_generation(username)],
-                lambda: self._load_public(username),
+                lambda: self._load_public(username=username),
+                _PUBLIC_USER,
+            )
+        if user_id is not None and not include_deleted:
+            return await self._cache.read(
+                f"users:user-id:{user_id}",
+                [id_generation(user_id)],
+                lambda: self._load_public(user_id=user_id),
                 _PUBLIC_USER,
             )
         async with self.reading() as conn:
@@ -168,9 +177,12 @@ class Accounts:
             assert username is not None
             return await self.users.get_by_username(conn, username, include_deleted=include_deleted)
 
-    async def _load_public(self, username: str) -> User:
+    async def _load_public(self, *, username: str | None = None, user_id: int = 0) -> User:
         async with self.reading() as conn:
-            user = await self.users.get_by_username(conn, username)
+            if username is not None:
+                user = await self.users.get_by_username(conn, username)
+            else:
+                user = await self.users.get_by_id(conn, user_id)
         # Password hashes never go to the cache.
         return dataclasses.replace(user, hashed_password="")
 

@@ -28,10 +28,16 @@ from typing import Any, Generic, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from meshplate_core.events import ReadsChanged, post_key, user_key, username_key
+from meshplate_core.streams import encode
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _LOG_EVERY_S = 10.0
+_GENERATION_PREFIX = "users:gen:"
+# Entries of users.reads_changed kept (approximately): readers follow it live, none replays it.
+_CHANGES_KEPT = 10_000
 
 
 @dataclass
@@ -79,12 +85,23 @@ def dataclass_codec(cls: type[T]) -> Codec[T]:
 
 def name_generation(username: str) -> str:
     """The generation of everything read by username: the user and their post pages."""
-    return f"users:gen:name:{username}"
+    return generation(username_key(username))
+
+
+def id_generation(user_id: int) -> str:
+    """The generation of a user read by id."""
+    return generation(user_key(user_id))
 
 
 def post_generation(post_id: int) -> str:
     """The generation of one post."""
-    return f"users:gen:post:{post_id}"
+    return generation(post_key(post_id))
+
+
+def generation(key: str) -> str:
+    """The Redis key of the generation of what `key` (of meshplate_core.events.ReadsChanged)
+    names."""
+    return f"{_GENERATION_PREFIX}{key}"
 
 
 @dataclass
@@ -150,17 +167,25 @@ class ReadCache:
         return entry["v"] if entry["g"] == gens else None
 
     async def bump(self, *generations: str) -> None:
-        """Invalidate every entry read under these generations (call after the commit).
+        """Invalidate every entry read under these generations (call after the commit), here
+        and in every copy kept elsewhere: the same round trip publishes ReadsChanged.
 
         Bumps that could not be delivered are retried with the next read or bump, so other
         replicas stop serving the old entries as soon as Redis answers again."""
         pending = self._undelivered | set(generations)
         if not pending:
             return
+        changed = ReadsChanged(keys=[key.removeprefix(_GENERATION_PREFIX) for key in pending])
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key in sorted(pending):
                     pipe.incr(key)
+                pipe.xadd(
+                    ReadsChanged.STREAM,
+                    encode(changed),  # type: ignore[arg-type]  # redis-py wants a dict of Any
+                    maxlen=_CHANGES_KEPT,
+                    approximate=True,
+                )
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed("invalidation", exc)

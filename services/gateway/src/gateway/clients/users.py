@@ -6,6 +6,7 @@ from datetime import UTC
 
 import grpc
 
+from gateway.reads import ReadModel
 from gateway.schemas import (
     PostCreate,
     PostRead,
@@ -17,6 +18,7 @@ from gateway.schemas import (
 )
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import call_metadata
+from meshplate_core.events import post_key, user_key, username_key
 from meshplate_core.tokens import Claims
 
 
@@ -54,11 +56,13 @@ def _actor(user: Claims) -> users_pb2.Actor:
 
 
 class UsersClient:
-    """Calls to the users service."""
+    """Calls to the users service; reads of live users and of posts are answered from the read
+    model (gateway.reads) when it holds a current copy."""
 
-    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float, reads: ReadModel) -> None:
         self._stub = users_pb2_grpc.UsersServiceStub(channel)
         self._timeout_s = timeout_s
+        self._reads = reads
 
     async def create_user(self, body: UserCreate) -> UserRead:
         """Register a user; the answer shows the e-mail address to its owner."""
@@ -81,11 +85,21 @@ class UsersClient:
         """The live user with this username or id, e-mail included (routes decide who sees it)."""
         if user_id is not None:
             request = users_pb2.GetUserRequest(id=user_id, include_deleted=include_deleted)
+            key = user_key(user_id)
         else:
             assert username is not None
             request = users_pb2.GetUserRequest(username=username, include_deleted=include_deleted)
-        reply = await self._stub.GetUser(request, timeout=self._timeout_s, metadata=call_metadata())
-        return to_user_read(reply.user, with_email=True)
+            key = username_key(username)
+
+        async def load() -> UserRead:
+            reply = await self._stub.GetUser(
+                request, timeout=self._timeout_s, metadata=call_metadata()
+            )
+            return to_user_read(reply.user, with_email=True)
+
+        if include_deleted:
+            return await load()
+        return await self._reads.read(key, (key,), load)
 
     async def list_users(self, page: int, size: int) -> tuple[list[UserRead], int]:
         """One page of users (no e-mail addresses) and the total."""
@@ -177,25 +191,35 @@ class UsersClient:
 
     async def get_post(self, post_id: int, author_username: str) -> PostRead:
         """A live post of this author."""
-        reply = await self._stub.GetPost(
-            users_pb2.GetPostRequest(id=post_id, author_username=author_username),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
-        )
-        return to_post_read(reply.post)
+
+        async def load() -> PostRead:
+            reply = await self._stub.GetPost(
+                users_pb2.GetPostRequest(id=post_id, author_username=author_username),
+                timeout=self._timeout_s,
+                metadata=call_metadata(),
+            )
+            return to_post_read(reply.post)
+
+        depends_on = (username_key(author_username), post_key(post_id))
+        return await self._reads.read(f"post:{author_username}:{post_id}", depends_on, load)
 
     async def list_posts(
         self, author_username: str, page: int, size: int
     ) -> tuple[list[PostRead], int]:
         """One page of an author's posts, newest first, and the total."""
-        reply = await self._stub.ListPosts(
-            users_pb2.ListPostsRequest(
-                author_username=author_username, page=page, items_per_page=size
-            ),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
-        )
-        return [to_post_read(p) for p in reply.posts], reply.total_count
+
+        async def load() -> tuple[list[PostRead], int]:
+            reply = await self._stub.ListPosts(
+                users_pb2.ListPostsRequest(
+                    author_username=author_username, page=page, items_per_page=size
+                ),
+                timeout=self._timeout_s,
+                metadata=call_metadata(),
+            )
+            return [to_post_read(p) for p in reply.posts], reply.total_count
+
+        key = f"posts:{author_username}:{page}:{size}"
+        return await self._reads.read(key, (username_key(author_username),), load)
 
     async def update_post(
         self, user: Claims, post_id: int, author_username: str, body: PostUpdate
