@@ -69,18 +69,38 @@ async def test_envoy_starts_the_trace_the_gateway_and_every_service_continue(
 
     [gateway] = _named(spans, "GET /api/v1/user/{username}")
     [users] = _named(spans, "meshplate.users.v1.UsersService/GetUser")
-    [ratelimit] = _named(spans, "meshplate.ratelimit.v1.RateLimitService/CheckLimit")
+    [check] = _named(spans, "ratelimit.check")
     assert gateway.context is not None
     assert gateway.parent is not None
     assert (_hex(gateway.context.trace_id, 32), _hex(gateway.parent.span_id, 16)) == (
         trace_id,
         envoy_span,
     )
-    for server in (users, ratelimit):
-        assert server.context is not None
-        assert server.context.trace_id == gateway.context.trace_id
-        assert gateway.context.span_id in _ancestors(server, spans)
-        assert server.kind is trace.SpanKind.SERVER
+    for child in (users, check):
+        assert child.context is not None
+        assert child.context.trace_id == gateway.context.trace_id
+        assert gateway.context.span_id in _ancestors(child, spans)
+    assert users.kind is trace.SpanKind.SERVER
+    # The decision was made in a batch: its call links to the check of every request it carried.
+    [batch] = _batch_calls(spans, check)
+    [ratelimit] = [
+        s
+        for s in _named(spans, "meshplate.ratelimit.v1.RateLimitService/CheckLimits")
+        if s.kind is trace.SpanKind.SERVER
+    ]
+    assert batch.context is not None
+    assert batch.context.span_id in _ancestors(ratelimit, spans)
+
+
+def _batch_calls(spans: InMemorySpanExporter, check: ReadableSpan) -> list[ReadableSpan]:
+    """The batched calls whose links name `check`."""
+    assert check.context is not None
+    return [
+        s
+        for s in _named(spans, "meshplate.ratelimit.v1.RateLimitService/CheckLimits")
+        if s.kind is trace.SpanKind.CLIENT
+        and any(link.context.span_id == check.context.span_id for link in s.links)
+    ]
 
 
 def _ancestors(span: ReadableSpan, spans: InMemorySpanExporter) -> list[int]:

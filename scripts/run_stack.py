@@ -45,6 +45,8 @@ def _environment() -> dict[str, str]:
         "LOG_JSON": "false",
         # Envoy, on this machine, sets X-Forwarded-For.
         "GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+        # One gateway process per core, as a monolith runs one worker per core.
+        "GATEWAY_WORKERS": str(os.cpu_count() or 1),
         **os.environ,
         "PYTHONUNBUFFERED": "1",
     }

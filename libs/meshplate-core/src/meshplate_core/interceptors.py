@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
 
 from meshplate_core.errors import (
     AlreadyExistsError,
@@ -36,7 +35,7 @@ from meshplate_core.errors import (
 )
 from meshplate_core.logging import request_id
 from meshplate_core.metrics import RpcMetrics
-from meshplate_core.tracing import extract, span
+from meshplate_core.tracing import extract, recording, span
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,8 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, handler: Handler, method: str) -> Handler:
         # The stubs type handlers as synchronous; under grpc.aio they may be coroutines.
         behavior = cast(Behavior, handler.unary_unary)
-        service, _, name = method.lstrip("/").partition("/")
+        span_name = method.lstrip("/")
+        service, _, name = span_name.partition("/")
         traced = service not in _UNTRACED_SERVICES
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
@@ -171,7 +171,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                with _server_span(method, carrier, attributes, traced=traced) as current:
+                with _server_span(span_name, carrier, attributes, traced=traced) as current:
                     try:
                         return await _guarded(behavior, request, context, method)
                     except grpc.aio.AbortError:
@@ -226,7 +226,7 @@ def _server_span(
 ) -> Iterator[trace.Span | None]:
     """A server span continuing the caller's trace, when spans are exported; else the caller's
     context made current (so calls from here still carry it), at a fraction of the cost."""
-    if traced and isinstance(trace.get_tracer_provider(), TracerProvider):
+    if traced and recording():
         with span(
             method, parent=extract(carrier), kind=trace.SpanKind.SERVER, attributes=attributes
         ) as current:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -67,6 +67,11 @@ def extract(carrier: Mapping[str, Any]) -> Context:
     return propagate.extract({k.lower(): v for k, v in carrier.items() if isinstance(v, str)})
 
 
+def recording() -> bool:
+    """Whether spans are exported (else they cost nothing but the context still travels)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
 @contextlib.contextmanager
 def span(
     name: str,
@@ -74,6 +79,7 @@ def span(
     parent: Context | None = None,
     kind: trace.SpanKind = trace.SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
+    links: Sequence[trace.Link] = (),
 ) -> Iterator[trace.Span]:
     """A span, current while the block runs (its context is what calls from inside carry)."""
     tracer = trace.get_tracer(TRACER)
@@ -83,6 +89,7 @@ def span(
             name,
             kind=kind,
             attributes=dict(attributes or {}),
+            links=links,
             # Whether an exception is a failure is the caller's to say (a NOT_FOUND is not).
             record_exception=False,
             set_status_on_exception=False,

@@ -40,6 +40,7 @@ from meshplate.users.v1 import users_pb2
 from meshplate_core.channels import open_channel
 from meshplate_core.errors import DomainError
 from meshplate_core.metrics import HttpMetrics
+from meshplate_core.process import load_settings
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,12 @@ _UNTRACED = frozenset({"/health", "/health/ready", "/health/db", "/health/redis"
 
 def _untraced(scope: MutableMapping[str, Any]) -> bool:
     return scope.get("path") in _UNTRACED
+
+
+def from_environment() -> FastAPI:
+    """The application for the settings of the environment: what each of several worker
+    processes serves (see meshplate_core.http_server)."""
+    return create_app(load_settings("gateway", Settings))
 
 
 def create_app(settings: Settings) -> FastAPI:

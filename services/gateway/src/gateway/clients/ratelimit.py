@@ -6,14 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
+from opentelemetry import trace
 
 from gateway.schemas import RateLimitCreate, RateLimitRead, RateLimitUpdate
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.batching import Batcher
 from meshplate_core.channels import call_metadata
+from meshplate_core.tracing import recording, span
 
 # Checks per CheckLimits call, at most (the contract allows 1000).
 MAX_BATCH = 500
+_BATCH_SPAN = "meshplate.ratelimit.v1.RateLimitService/CheckLimits"
+# A check waiting for its batch, with the span it belongs to when traced.
+Pending = tuple[ratelimit_pb2.CheckLimitRequest, trace.SpanContext | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,9 @@ class RateLimitClient:
     Decisions are batched: the checks of requests that arrive while a CheckLimits call is in
     flight travel together in the next one (at most `batch_in_flight` calls outstanding), so
     under load one hop serves many requests. A failed call fails each check it carried.
+
+    Traced, each request's check is a span of its own trace (`ratelimit.check`), and the batch's
+    call is a span linked to each of those: the OpenTelemetry way to trace work done for many.
     """
 
     def __init__(
@@ -60,7 +68,7 @@ class RateLimitClient:
     ) -> None:
         self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
         self._timeout_s = timeout_s
-        self._batcher: Batcher[ratelimit_pb2.CheckLimitRequest, Verdict] = Batcher(
+        self._batcher: Batcher[Pending, Verdict] = Batcher(
             self._check_many, max_batch=MAX_BATCH, in_flight=batch_in_flight
         )
 
@@ -71,12 +79,21 @@ class RateLimitClient:
         request = ratelimit_pb2.CheckLimitRequest(subject=subject, path=path, hits=hits)
         if tier_id is not None:
             request.tier_id = tier_id
-        return await self._batcher.submit(request)
+        if not recording():
+            return await self._batcher.submit((request, None))
+        with span("ratelimit.check", attributes={"ratelimit.subject": subject}) as current:
+            return await self._batcher.submit((request, current.get_span_context()))
 
-    async def _check_many(self, checks: Sequence[ratelimit_pb2.CheckLimitRequest]) -> list[Verdict]:
-        reply = await self._stub.CheckLimits(
-            ratelimit_pb2.CheckLimitsRequest(checks=checks), timeout=self._timeout_s
-        )
+    async def _check_many(self, pending: Sequence[Pending]) -> list[Verdict]:
+        batch = ratelimit_pb2.CheckLimitsRequest(checks=[request for request, _ in pending])
+        links = [trace.Link(context) for _, context in pending if context is not None]
+        if links:
+            with span(_BATCH_SPAN, kind=trace.SpanKind.CLIENT, links=links):
+                reply = await self._stub.CheckLimits(
+                    batch, timeout=self._timeout_s, metadata=call_metadata()
+                )
+        else:
+            reply = await self._stub.CheckLimits(batch, timeout=self._timeout_s)
         return [
             Verdict(
                 allowed=result.allowed,
