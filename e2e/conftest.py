@@ -134,16 +134,15 @@ async def serve_gateway(settings: GatewaySettings, port: int = 0) -> AsyncIterat
 
 @dataclass(frozen=True)
 class EdgePorts:
-    """Where the session's Envoy expects the stack: every test's gateway and ratelimit service
-    listen on these same ports."""
+    """Where the session's Envoy expects the stack: every test's gateway listens on this same
+    port."""
 
     gateway: int
-    ratelimit: int
 
 
 @pytest.fixture(scope="session")
 def edge_ports() -> EdgePorts:
-    return EdgePorts(gateway=free_port(), ratelimit=free_port())
+    return EdgePorts(gateway=free_port())
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +155,9 @@ def edge(edge_ports: EdgePorts) -> Iterator[Edge]:
             admin=("127.0.0.1", free_port()),
             stats=("127.0.0.1", free_port()),
             gateways=[("127.0.0.1", edge_ports.gateway)],
-            ratelimit=("127.0.0.1", edge_ports.ratelimit),
+            # Every test's requests come from this one address: out of the way of all but the
+            # tests of the per-address limit, which start an Envoy of their own.
+            edge_limit=(1_000_000, 1),
         )
     )
     proxy.start()
@@ -175,7 +176,6 @@ async def stack(
     """Everything up behind Envoy, with empty databases (but the first admin) and an empty
     Redis. `stack.client()` talks to Envoy; `stack.gateway_url` is the gateway itself."""
     ports = {name: free_port() for name in MIGRATIONS}
-    ports["ratelimit"] = edge_ports.ratelimit
     engines = {
         name: open_engine(url, pool_size=5, application_name="stack-tests")
         for name, url in stack_database_urls.items()
@@ -197,7 +197,6 @@ async def stack(
         redis_url=flushed_redis,
         # Out of the way of the other tests; rate-limit tests set their rules.
         default_limit=10_000,
-        edge_limit=1_000_000,
         # A slow Redis answer on a loaded machine must not pass for an outage (failing open
         # would admit one request more than the exact counts the tests expect).
         redis_timeout_s=5,

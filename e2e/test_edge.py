@@ -1,6 +1,6 @@
 """Envoy at the edge (deploy/envoy/envoy.yaml, the real binary): validation, request ids, the
 access log, the body limit, /metrics kept inside, balancing and retries over several gateways,
-the per-address limit through the ratelimit service's RLS API, and its failure mode."""
+and the per-address limit, kept by Envoy itself for each address."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -31,44 +30,30 @@ def _validate(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _local(gateways: Sequence[int], ratelimit: int) -> dict[str, object]:
+def _local(gateways: Sequence[int], edge_limit: tuple[int, int] | None = None) -> dict[str, object]:
     return local_config(
         ENVOY_CONFIG,
         listen=("127.0.0.1", free_port()),
         admin=("127.0.0.1", free_port()),
         gateways=[("127.0.0.1", port) for port in gateways],
-        ratelimit=("127.0.0.1", ratelimit),
+        edge_limit=edge_limit,
     )
 
 
 @pytest.mark.parametrize("local", [False, True], ids=["deployed", "local"])
 def test_envoy_validates_the_config(local: bool) -> None:
-    path = write_config(_local([8000], 50053)) if local else ENVOY_CONFIG
+    path = write_config(_local([8000])) if local else ENVOY_CONFIG
     result = _validate(path)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
 
 
-def _limiter_timeout(config: dict[str, Any], timeout: str) -> dict[str, Any]:
-    """`config` with the edge limit's answer awaited for `timeout` instead of 100 ms."""
-    [edge] = [x for x in config["static_resources"]["listeners"] if x["name"] == "edge"]
-    [manager] = edge["filter_chains"][0]["filters"]
-    [limit] = [
-        f["typed_config"]
-        for f in manager["typed_config"]["http_filters"]
-        if f["name"] == "envoy.filters.http.ratelimit"
-    ]
-    limit["timeout"] = limit["rate_limit_service"]["grpc_service"]["timeout"] = timeout
-    return config
-
-
 @contextlib.asynccontextmanager
 async def _edge(
-    gateways: Sequence[int], ratelimit: int, *, limiter_timeout: str | None = None
+    gateways: Sequence[int], *, edge_limit: tuple[int, int] | None = None
 ) -> AsyncIterator[Edge]:
-    config = _local(gateways, ratelimit)
-    proxy = Edge(config if limiter_timeout is None else _limiter_timeout(config, limiter_timeout))
+    proxy = Edge(_local(gateways, edge_limit))
     await asyncio.to_thread(proxy.start)
     try:
         yield proxy
@@ -143,7 +128,7 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
         first_url = await doomed.enter_async_context(serve_gateway(settings, port=ports[0]))
         async with (
             serve_gateway(settings, port=ports[1]) as second_url,
-            _edge(ports, stack.ports["ratelimit"]) as proxy,
+            _edge(ports) as proxy,
             stack.client(proxy.url) as client,
         ):
             spread = [(await client.get("/health")).status_code for _ in range(20)]
@@ -172,33 +157,26 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
     assert writes == [201] * 10, failed
 
 
-async def test_the_edge_limits_each_address_through_the_ratelimit_service(stack: Stack) -> None:
+async def test_the_edge_limits_each_address_on_its_own(stack: Stack) -> None:
     gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
     async with (
-        stack.another_ratelimit(edge_limit=5, edge_period_s=60) as ratelimit_port,
-        # Counted exactly even on a loaded machine: a first answer (a new connection, rules
-        # read from the database) slower than 100 ms would let a request through uncounted.
-        _edge([gateway_port], ratelimit_port, limiter_timeout="2s") as proxy,
+        _edge([gateway_port], edge_limit=(5, 60)) as proxy,
         stack.client(proxy.url) as client,
+        httpx.AsyncClient(
+            base_url=proxy.url, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        ) as neighbour,
     ):
         # A forged X-Forwarded-For changes nothing: the limit is on the TCP peer's address.
         answers = [
             await client.get("/health", headers={"X-Forwarded-For": f"10.0.0.{n}"})
             for n in range(7)
         ]
+        # Another address has a budget of its own.
+        others = [(await neighbour.get("/health")).status_code for _ in range(5)]
 
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 2
     assert answers[-1].headers["x-envoy-ratelimited"] == "true"
-
-
-async def test_the_edge_lets_requests_through_when_the_ratelimit_service_is_down(
-    stack: Stack,
-) -> None:
-    gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
-    async with _edge([gateway_port], free_port()) as proxy, stack.client(proxy.url) as client:
-        answers = [(await client.get("/health")).status_code for _ in range(3)]
-
-    assert answers == [200, 200, 200]
+    assert others == [200] * 5
 
 
 async def _stat(proxy: Edge, name: str) -> int:

@@ -3,7 +3,8 @@
 Starts auth, users, ratelimit, worker and gateway as child processes on the ports of their settings
 (DESIGN.md's defaults, or the environment and `.env`), Envoy in front of the gateway as the entry
 point (deploy/envoy/envoy.yaml with local addresses; EDGE_HOST, EDGE_PORT 8080, EDGE_ADMIN_PORT
-9901, EDGE_STATS_PORT 9902 for its metrics), and, unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it
+9901, EDGE_STATS_PORT 9902 for its metrics; EDGE_LIMIT requests per EDGE_LIMIT_PERIOD_S seconds
+per client address instead of the file's 600 a minute, when set), and, unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it
 gets; their output is prefixed by name. Waits until /health/ready answers 200 through Envoy and
 prints where everything is. A child that exits
 is reported and the rest keep running, so a service can be stopped and started by hand.
@@ -61,6 +62,12 @@ def _environment() -> dict[str, str]:
         for caller in callers.get(name, ("GATEWAY",)):
             env.setdefault(f"{caller}_{name}_ADDR", address)
     return env
+
+
+def _edge_limit(env: dict[str, str]) -> tuple[int, int] | None:
+    if "EDGE_LIMIT" not in env:
+        return None
+    return int(env["EDGE_LIMIT"]), int(env.get("EDGE_LIMIT_PERIOD_S", "60"))
 
 
 def _relay(name: str, stream: IO[bytes]) -> None:
@@ -124,7 +131,6 @@ def main() -> int:
         commands["mail"] = [sys.executable, sink, worker.smtp_host, str(worker.smtp_port)]
     edge_host = env.get("EDGE_HOST", "127.0.0.1")
     edge_port = int(env.get("EDGE_PORT", "8080"))
-    ratelimit = RateLimitSettings()
     edge_config = write_config(
         local_config(
             ROOT / "deploy" / "envoy" / "envoy.yaml",
@@ -132,7 +138,7 @@ def main() -> int:
             admin=("127.0.0.1", int(env.get("EDGE_ADMIN_PORT", "9901"))),
             stats=("127.0.0.1", int(env.get("EDGE_STATS_PORT", "9902"))),
             gateways=[(gateway.host, gateway.port)],
-            ratelimit=(ratelimit.grpc_host, ratelimit.grpc_port),
+            edge_limit=_edge_limit(env),
         )
     )
     commands["envoy"] = envoy_command(edge_config)

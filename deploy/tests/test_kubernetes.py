@@ -207,7 +207,7 @@ def test_network_policies_let_only_the_callers_through(overlay: str) -> None:
     assert guarding["gateway"] == {"envoy"}
     assert guarding["auth"] == {"gateway", "worker"}
     assert guarding["users"] == {"gateway", "worker", "auth"}
-    assert guarding["ratelimit"] == {"gateway", "envoy"}
+    assert guarding["ratelimit"] == {"gateway"}
     assert guarding.get("worker", set()) == set()
 
 

@@ -2,9 +2,10 @@
 deploy/envoy/envoy.yaml with local addresses swapped in for the service names.
 
 Only addresses change: the listener, the admin (and the stats listener in front of it, left out
-unless asked for), the gateway endpoints (STATIC, one per local gateway), the ratelimit and the
-trace collector endpoints. Everything else (filters, timeouts, retries, health checks, limits) is
-the committed file, so what the tests exercise is what a cluster runs.
+unless asked for), the gateway endpoints (STATIC, one per local gateway) and the trace collector
+endpoint; and, when asked, the per-address edge limit (tests of the limit, benchmarks). Everything
+else (filters, timeouts, retries, health checks) is the committed file, so what the tests exercise
+is what a cluster runs.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def local_config(
     listen: Address,
     admin: Address,
     gateways: Sequence[Address],
-    ratelimit: Address,
     stats: Address | None = None,
     collector: Address = ("127.0.0.1", 4317),
+    edge_limit: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The edge config of `template` with these addresses (the clusters become STATIC; traces
-    go to an OpenTelemetry collector on the standard local port, if one runs)."""
+    go to an OpenTelemetry collector on the standard local port, if one runs) and, when given,
+    `edge_limit` = (requests, seconds) per client address instead of the committed one."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"] = _socket(admin)
     listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
@@ -65,14 +67,33 @@ def local_config(
     for name, addresses in (
         ("admin", [admin]),
         ("gateway", gateways),
-        ("ratelimit", [ratelimit]),
         ("otel-collector", [collector]),
     ):
         cluster = clusters[name]
         cluster["type"] = "STATIC"
         cluster.pop("dns_lookup_family", None)
         cluster["load_assignment"]["endpoints"] = _endpoints(addresses)
+    if edge_limit is not None:
+        _per_address_bucket(listeners["edge"])["token_bucket"] = _bucket(*edge_limit)
     return config
+
+
+def _per_address_bucket(listener: dict[str, Any]) -> dict[str, Any]:
+    [manager] = listener["filter_chains"][0]["filters"]
+    [limit] = [
+        f["typed_config"]
+        for f in manager["typed_config"]["http_filters"]
+        if f["name"] == "envoy.filters.http.local_ratelimit"
+    ]
+    [per_address] = limit["descriptors"]
+    descriptor: dict[str, Any] = per_address
+    return descriptor
+
+
+def _bucket(requests: int, period_s: int) -> dict[str, Any]:
+    """A token bucket allowing `requests` at once, refilled to `requests` per `period_s`:
+    whole, once per period (a refill every second would let a test's burst through)."""
+    return {"max_tokens": requests, "tokens_per_fill": requests, "fill_interval": f"{period_s}s"}
 
 
 def write_config(config: dict[str, Any]) -> Path:
