@@ -7,6 +7,7 @@ first, that re-raise is harmless and a clean stop exits 0, like the gRPC service
 With `workers` above 1, uvicorn's supervisor runs that many processes accepting on one socket
 (each builds its own app from `factory`, an import string), replaces one that dies, and on
 SIGTERM or SIGINT stops them all, each draining as above: one Python process serves one core.
+Their Prometheus samples are shared, so a scrape of any reports them all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
+
+from meshplate_core.metrics import shared_by_processes
 
 
 def _ignore(_signum: int, _frame: Any) -> None:
@@ -53,4 +56,5 @@ def serve_http_workers(
     config = _config(
         factory, host=host, port=port, grace_s=grace_s, http=http, factory=True, workers=workers
     )
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    with shared_by_processes():
+        Multiprocess(config, sockets=[config.bind_socket()]).run()

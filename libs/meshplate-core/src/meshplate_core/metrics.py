@@ -10,11 +10,13 @@ imports a metrics library.
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -150,6 +152,35 @@ def export_tallies(
         }
 
     export_counters(registry, name, documentation, labels=[label], read=read)
+
+
+# prometheus_client's own setting: where processes serving one port keep their samples.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def shared_by_processes() -> Iterator[None]:
+    """While the block runs, processes started from it keep their samples in one folder, so
+    a scrape of any of them reports them all (prometheus_client's multiprocess mode)."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="meshplate-metrics-") as folder:
+        os.environ[MULTIPROCESS_DIR] = folder
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR]
+
+
+def scraped(registry: CollectorRegistry) -> CollectorRegistry:
+    """What a scrape reports: `registry`, or, in processes that share their samples, every
+    process's samples."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        return registry
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]  # unannotated upstream
+    return combined
 
 
 @contextmanager

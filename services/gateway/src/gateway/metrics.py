@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meshplate_core.metrics import HttpMetrics
+from meshplate_core.metrics import HttpMetrics, scraped
 
 # Requests that matched no route share one label, so probing random paths cannot grow the series.
 UNMATCHED = "unmatched"
@@ -61,6 +61,6 @@ def metrics_route(registry: CollectorRegistry) -> Route:
     """GET /metrics: the registry in Prometheus' text format."""
 
     async def scrape(_request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(scraped(registry)), media_type=CONTENT_TYPE_LATEST)
 
     return Route("/metrics", scrape, methods=["GET"], include_in_schema=False)

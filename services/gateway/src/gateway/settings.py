@@ -16,8 +16,7 @@ class Settings(ServiceSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     # Processes serving the port (one Python process serves one core). In Kubernetes keep 1 and
-    # scale with replicas: each process keeps its own metrics, so a scrape of a pod with several
-    # reads only one of them.
+    # scale with replicas.
     workers: int = Field(default=1, ge=1, le=64)
     auth_addr: str = "127.0.0.1:50051"
     users_addr: str = "127.0.0.1:50052"
