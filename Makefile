@@ -25,7 +25,7 @@ run: install ## run the whole stack in the foreground (Ctrl-C stops it)
 test: install ## run the tests (SVC=users: one service only)
 	$(RUN) pytest $(TEST_PATHS)
 
-bench: install ## measure the speed targets (e2e/bench_*.py; figures in docs/benchmarks.md)
+bench: install ## measure the speed targets (e2e/bench_*.py; MONOLITH_KIT=<kit> beside the monolith)
 	$(RUN) pytest -p no:cacheprovider -s -q e2e/bench_*.py
 
 lint: install ## ruff, mypy --strict, buf lint/format, stale generated code

@@ -28,6 +28,10 @@ def p50(samples: Sequence[float]) -> float:
     return statistics.median(samples)
 
 
+def p90(samples: Sequence[float]) -> float:
+    return statistics.quantiles(samples, n=10)[8]
+
+
 def p95(samples: Sequence[float]) -> float:
     return statistics.quantiles(samples, n=20)[18]
 

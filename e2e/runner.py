@@ -3,7 +3,7 @@ the runner itself and for the benchmarks of the whole stack as separate processe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshplate_testing.processes import ServiceProcess
@@ -28,11 +28,13 @@ METRICS = ("auth", "users", "ratelimit")
 
 @dataclass(frozen=True)
 class Runner:
-    """The runner's process and where each of its servers listens."""
+    """The runner's process, where each of its servers listens, and the environment it was given
+    (on top of this process's: another process of the stack can be started alike)."""
 
     process: ServiceProcess
     ports: dict[str, int]
     metrics: dict[str, int]
+    env: dict[str, str] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -57,4 +59,4 @@ def runner(redis_url: str, **env: str) -> Runner:
         **env,
     }
     process = ServiceProcess(RUNNER, env=environment, script=True)
-    return Runner(process=process, ports=ports, metrics=metrics)
+    return Runner(process=process, ports=ports, metrics=metrics, env=environment)
