@@ -137,11 +137,9 @@ async def meshplate(redis_url: str, database_urls: dict[str, str]) -> AsyncItera
         LOG_LEVEL="WARNING",
         DEFAULT_RATE_LIMIT_LIMIT=LIMIT,
         RATELIMIT_LOGIN_ATTEMPT_LIMIT=LIMIT,
-        # The per-address edge limit: Envoy's own token bucket (scripts/run_stack.py), or, as
-        # before it, ratelimit's answer to Envoy's ShouldRateLimit.
+        # The per-address edge limit: Envoy's own token bucket (scripts/run_stack.py).
         EDGE_LIMIT=LIMIT,
         EDGE_LIMIT_PERIOD_S="60",
-        RATELIMIT_EDGE_LIMIT=LIMIT,
         WORKER_SAMPLE_TASK_S="0",
     )
     mesh = Meshplate(stack, redis_url)

@@ -5,14 +5,14 @@ measured in the same run on the same machine with the same load generator.
 Method. Every HTTP load is wrk (`-t2 -c64 -d10s --latency`; 8 or 16 connections for logins and
 sign-ups) with a Lua script that counts the answers by status; the gRPC loads are two Python
 processes of 32 callers each. Meshplate runs with its limits raised so far that the limiter
-still decides every request but refuses none (Envoy's per-address edge limit, RATELIMIT_EDGE_LIMIT,
+still decides every request but refuses none (Envoy's per-address edge limit, EDGE_LIMIT,
 included), seeded with one logged-in user and 20 posts; each URL is read once before it is
 loaded. Before each load the system's processes, and the monolith's if it is up, have settled
 (under a tenth of a core); the CPU time each process and its descendants used during the load,
 read from /proc, is divided by the answers (a shared Redis or PostgreSQL server counts its other
 clients' work too; of PostgreSQL only the stack's backends are counted). Memory is VmRSS, idle
 after start and after the loads. The references: `ref-http`, a bare FastAPI route on uvicorn
-(uvloop, httptools) in the project's environment, and `ref-grpc`, a bare grpc.aio server
+(uvloop, httptools, one process per core like the gateway) in the project's environment, and `ref-grpc`, a bare grpc.aio server
 answering CheckLimit at once; each is loaded right before what is compared with it. The
 monolith (MONOLITH_KIT names the kit's folder; unset, its comparisons are skipped) is loaded
 alike once Meshplate has stopped. The load generator shares the machine's cores with the
