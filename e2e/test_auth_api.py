@@ -333,3 +333,32 @@ async def test_admin_logs_in_as_a_superuser(stack: Stack) -> None:
         access, _ = await log_in(client, ADMIN[0], ADMIN[1])
 
     assert claims_of(access)["is_superuser"] is True
+
+
+async def test_sixteen_sign_ups_then_sixteen_logins_at_once_all_succeed(stack: Stack) -> None:
+    names = [f"crowd{i}" for i in range(16)]
+
+    async with stack.client() as client:
+        sign_ups = await asyncio.gather(
+            *(
+                client.post(
+                    "/api/v1/user",
+                    json={
+                        "name": name.title(),
+                        "username": name,
+                        "email": f"{name}@example.com",
+                        "password": PASSWORD,
+                    },
+                )
+                for name in names
+            )
+        )
+        logins = await asyncio.gather(
+            *(
+                client.post("/api/v1/login", data={"username": name, "password": PASSWORD})
+                for name in names
+            )
+        )
+
+    assert [r.status_code for r in sign_ups] == [201] * 16
+    assert [r.status_code for r in logins] == [200] * 16

@@ -160,21 +160,35 @@ async def test_purge_removes_only_what_has_expired(
     assert (again.revocations_removed, again.families_removed) == (0, 0)
 
 
+async def test_sixteen_logins_at_once_all_succeed(auth: AuthServiceAsyncStub) -> None:
+    request = auth_pb2.LoginRequest(username_or_email="ann", password=PASSWORD)
+
+    replies = await asyncio.gather(*(auth.Login(request) for _ in range(16)))
+
+    assert len({r.tokens.refresh_token for r in replies}) == 16
+
+
 @pytest.mark.parametrize(
     "users_overrides",
-    # One production-cost check (about 0.1 s) at a time, none waiting.
-    [{"argon2_time_cost": 3, "password_concurrency": 1, "password_queue_limit": 0}],
+    # One check at a time, each dearer than in production.
+    [{"argon2_time_cost": 12, "password_concurrency": 1}],
 )
-async def test_logins_beyond_what_users_can_hash_are_told_when_to_come_back(
+async def test_a_flood_of_logins_beyond_the_deadline_is_told_when_to_come_back(
     auth: AuthServiceAsyncStub,
 ) -> None:
     request = auth_pb2.LoginRequest(username_or_email="ann", password=PASSWORD)
 
-    answers = await asyncio.gather(*(auth.Login(request) for _ in range(5)), return_exceptions=True)
+    # auth passes its caller's two seconds on: users takes the checks it can do in time.
+    answers = await asyncio.gather(
+        *(auth.Login(request, timeout=2) for _ in range(64)), return_exceptions=True
+    )
 
     refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
-    assert 1 <= len(refused) <= 4
+    done = [a for a in answers if isinstance(a, auth_pb2.LoginResponse)]
+    assert refused
+    assert done
+    assert len(refused) + len(done) == 64
     assert {(e.code(), e.details()) for e in refused} == {
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many password checks at once; try again shortly.")
     }
-    assert all(("retry-after", "1") in tuple(e.trailing_metadata() or ()) for e in refused)
+    assert all(int(dict(e.trailing_metadata() or ())["retry-after"]) >= 1 for e in refused)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 import redis.asyncio as redis
-from passlib.hash import bcrypt
+from passlib.hash import argon2, bcrypt
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
 
 PASSWORD = "correct horse"
+# The settings' argon2id cost (a row of OWASP's table), and the one used before it.
+CURRENT_ARGON2 = "$argon2id$v=19$m=9216,t=4,p=1$"
+OLDER_ARGON2 = argon2.using(type="ID", memory_cost=65536, rounds=3, parallelism=4)
 
 
 async def _sign_up(users: UsersServiceAsyncStub, username: str = "ann") -> users_pb2.User:
@@ -102,27 +105,61 @@ async def test_bad_credentials_are_unauthenticated_with_one_message(
     assert err.value.details() == "Wrong username, email or password."
 
 
+async def _set_hash(engine: AsyncEngine, user_id: int, hashed: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            text('UPDATE "user" SET hashed_password = :h WHERE id = :id'),
+            {"h": hashed, "id": user_id},
+        )
+
+
+async def _stored_hash(engine: AsyncEngine, user_id: int) -> str:
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            text('SELECT hashed_password FROM "user" WHERE id = :id'), {"id": user_id}
+        )
+        return str(result.scalar_one())
+
+
 async def test_bcrypt_hash_is_accepted_and_upgraded_to_argon2id(
     users: UsersServiceAsyncStub, engine: AsyncEngine
 ) -> None:
     ann = await _sign_up(users)
-    async with engine.begin() as conn:
-        await conn.execute(
-            text('UPDATE "user" SET hashed_password = :h WHERE id = :id'),
-            {"h": bcrypt.using(rounds=4).hash(PASSWORD), "id": ann.id},
-        )
+    await _set_hash(engine, ann.id, bcrypt.using(rounds=4).hash(PASSWORD))
 
     await users.VerifyCredentials(
         users_pb2.VerifyCredentialsRequest(username_or_email="ann", password=PASSWORD)
     )
 
-    async with engine.connect() as conn:
-        stored = (
-            await conn.execute(
-                text('SELECT hashed_password FROM "user" WHERE id = :id'), {"id": ann.id}
-            )
-        ).scalar_one()
-    assert stored.startswith("$argon2id$")
+    assert (await _stored_hash(engine, ann.id)).startswith(CURRENT_ARGON2)
+
+
+async def test_argon2_hash_with_older_parameters_is_upgraded_on_login(
+    users: UsersServiceAsyncStub, engine: AsyncEngine
+) -> None:
+    ann = await _sign_up(users)
+    await _set_hash(engine, ann.id, OLDER_ARGON2.hash(PASSWORD))
+
+    await users.VerifyCredentials(
+        users_pb2.VerifyCredentialsRequest(username_or_email="ann", password=PASSWORD)
+    )
+
+    assert (await _stored_hash(engine, ann.id)).startswith(CURRENT_ARGON2)
+
+
+async def test_a_wrong_password_leaves_an_outdated_hash_as_it_is(
+    users: UsersServiceAsyncStub, engine: AsyncEngine
+) -> None:
+    ann = await _sign_up(users)
+    older = OLDER_ARGON2.hash(PASSWORD)
+    await _set_hash(engine, ann.id, older)
+
+    with pytest.raises(grpc.aio.AioRpcError):
+        await users.VerifyCredentials(
+            users_pb2.VerifyCredentialsRequest(username_or_email="ann", password="wrong")
+        )
+
+    assert await _stored_hash(engine, ann.id) == older
 
 
 async def test_list_users_pages_by_id(users: UsersServiceAsyncStub) -> None:

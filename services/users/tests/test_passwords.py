@@ -1,55 +1,131 @@
-"""The password hasher's bounds: a few checks at a time, a short queue, the rest refused at once."""
+"""The password hasher: OWASP's argon2id cost, outdated hashes upgraded, low-priority threads, and
+checks admitted only when they can be done within their caller's deadline."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 
 import pytest
+from passlib.hash import argon2, bcrypt
 
 from meshplate_core.errors import ResourceExhaustedError
-from users.passwords import PasswordHasher
+from users.passwords import SHARE_OF_DEADLINE, PasswordHasher
+
+CURRENT = "$argon2id$v=19$m=9216,t=4,p=1$"
 
 
-def _hasher(*, concurrency: int, queue_limit: int) -> PasswordHasher:
-    # The production cost: each check takes about 0.1 s, long enough for the bursts below to
-    # arrive while the first ones still run.
+def _hasher(*, concurrency: int = 1, nice: int = 10) -> PasswordHasher:
+    # The production cost.
     return PasswordHasher(
-        time_cost=3,
-        memory_cost_kib=65536,
-        parallelism=4,
+        time_cost=4,
+        memory_cost_kib=9216,
+        parallelism=1,
         concurrency=concurrency,
-        queue_limit=queue_limit,
+        nice=nice,
+        default_deadline_s=5.0,
     )
 
 
-async def test_a_burst_beyond_the_queue_is_refused_at_once() -> None:
-    hasher = _hasher(concurrency=1, queue_limit=2)
+def _room_for(hasher: PasswordHasher, checks: float) -> float:
+    # A caller's time in which `checks` checks one after the other fit, and one more does not.
+    return (checks + 0.5) * hasher.seconds_per_hash / SHARE_OF_DEADLINE
+
+
+async def test_new_hashes_use_the_configured_argon2id_parameters() -> None:
+    hasher = _hasher()
+
     stored = await hasher.hash("correct horse")
 
+    assert stored.startswith(CURRENT)
+    assert await hasher.verify("correct horse", stored) == (True, None)
+
+
+async def test_a_hash_with_older_parameters_is_replaced_on_a_good_password_only() -> None:
+    hasher = _hasher()
+    old = argon2.using(type="ID", memory_cost=65536, rounds=3, parallelism=4).hash("correct horse")
+
+    wrong = await hasher.verify("wrong horse", old)
+    ok, new_hash = await hasher.verify("correct horse", old)
+
+    assert wrong == (False, None)
+    assert ok
+    assert new_hash is not None
+    assert new_hash.startswith(CURRENT)
+    assert await hasher.verify("correct horse", new_hash) == (True, None)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="niceness is per thread on Linux only")
+async def test_hashing_threads_run_at_a_lower_cpu_priority() -> None:
+    before = set(threading.enumerate())
+    hasher = _hasher(concurrency=2, nice=7)
+
+    await asyncio.gather(hasher.hash("a"), hasher.hash("b"))
+
+    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("password")]
+    assert threads
+    assert all(t.native_id is not None for t in threads)
+    assert {os.getpriority(os.PRIO_PROCESS, t.native_id or 0) for t in threads} == {7}
+    hasher.close()
+
+
+async def test_a_check_that_cannot_be_done_within_its_callers_time_is_refused_at_once() -> None:
+    hasher = _hasher()
+    stored = await hasher.hash("correct horse")
+
+    with pytest.raises(ResourceExhaustedError) as refused:
+        await hasher.verify("correct horse", stored, time_left_s=0)
+
+    assert str(refused.value) == "Too many password checks at once; try again shortly."
+    assert refused.value.retry_after_s >= 1
+
+
+async def test_a_burst_gets_what_fits_its_deadline_in_order_and_the_rest_is_refused() -> None:
+    hasher = _hasher()
+    stored = await hasher.hash("correct horse")
+    time_left_s = _room_for(hasher, 8)
+
     answers = await asyncio.gather(
-        *(hasher.verify("correct horse", stored) for _ in range(10)), return_exceptions=True
+        *(hasher.verify("correct horse", stored, time_left_s=time_left_s) for _ in range(64)),
+        return_exceptions=True,
     )
 
-    # One runs, two wait, seven are told to come back.
-    assert answers[:3] == [(True, None)] * 3
-    assert all(isinstance(a, ResourceExhaustedError) for a in answers[3:])
-    assert str(answers[3]) == "Too many password checks at once; try again shortly."
-    assert isinstance(answers[3], ResourceExhaustedError)
-    assert answers[3].retry_after_s == 1
+    done = [a for a in answers if a == (True, None)]
+    refused = [a for a in answers if isinstance(a, ResourceExhaustedError)]
+    assert done
+    assert refused
+    assert answers == done + refused
+    assert all(r.retry_after_s >= 1 for r in refused)
+
+
+async def test_a_check_made_late_by_the_checks_ahead_of_it_is_refused() -> None:
+    hasher = _hasher()
+    stored = await hasher.hash("correct horse")
+    # Far dearer than the estimate of a hash, so the check behind it is admitted, then late.
+    slow = asyncio.create_task(hasher.verify("correct horse", bcrypt.using(rounds=12).hash("x")))
+    await asyncio.sleep(0)
+
+    late = hasher.verify("correct horse", stored, time_left_s=_room_for(hasher, 1.6))
+
+    with pytest.raises(ResourceExhaustedError):
+        await late
+    assert await slow == (False, None)
 
 
 async def test_a_caller_gone_while_waiting_frees_its_place_and_costs_nothing() -> None:
-    hasher = _hasher(concurrency=1, queue_limit=1)
+    hasher = _hasher()
     stored = await hasher.hash("correct horse")
     running = asyncio.create_task(hasher.verify("correct horse", stored))
     waiting = asyncio.create_task(hasher.verify("correct horse", stored))
     await asyncio.sleep(0)
     with pytest.raises(ResourceExhaustedError):
-        await hasher.verify("correct horse", stored)
+        await hasher.verify("correct horse", stored, time_left_s=_room_for(hasher, 2))
 
     waiting.cancel()
     await asyncio.sleep(0)
-    again = await hasher.verify("correct horse", stored)
+    again = await hasher.verify("correct horse", stored, time_left_s=_room_for(hasher, 2))
 
     assert again == (True, None)
     assert await running == (True, None)
@@ -58,20 +134,25 @@ async def test_a_caller_gone_while_waiting_frees_its_place_and_costs_nothing() -
 
 
 async def test_a_caller_gone_while_its_check_runs_keeps_the_slot_until_it_is_done() -> None:
-    hasher = _hasher(concurrency=1, queue_limit=0)
+    hasher = _hasher()
     stored = await hasher.hash("correct horse")
     abandoned = asyncio.create_task(hasher.verify("correct horse", stored))
-    await asyncio.sleep(0.01)  # in its thread now
+    await asyncio.sleep(0)  # in its thread now
     abandoned.cancel()
     await asyncio.sleep(0)
 
-    # The cores are still busy with it: the next check is refused, not started beside it.
+    # The core is still busy with it: the next check is refused, not started beside it.
     with pytest.raises(ResourceExhaustedError):
-        await hasher.verify("correct horse", stored)
+        await hasher.verify("correct horse", stored, time_left_s=_room_for(hasher, 1))
     async with asyncio.timeout(5):
         while True:
             try:
-                assert await hasher.verify("correct horse", stored) == (True, None)
+                answer = await hasher.verify(
+                    "correct horse", stored, time_left_s=_room_for(hasher, 1)
+                )
                 break
             except ResourceExhaustedError:
                 await asyncio.sleep(0.01)
+    assert answer == (True, None)
+    with pytest.raises(asyncio.CancelledError):
+        await abandoned

@@ -36,14 +36,18 @@ class UsersDirectory:
         self._stub = users_pb2_grpc.UsersServiceStub(channel)
         self._timeout_s = timeout_s
 
-    async def check_credentials(self, username_or_email: str, password: str) -> Subject:
-        """The subject these credentials belong to."""
+    async def check_credentials(
+        self, username_or_email: str, password: str, *, time_left_s: float | None = None
+    ) -> Subject:
+        """The subject these credentials belong to, asked within auth's deadline or the
+        caller's remaining time, whichever ends first (users sizes its wait by it)."""
         request = users_pb2.VerifyCredentialsRequest(
             username_or_email=username_or_email, password=password
         )
+        timeout = self._timeout_s if time_left_s is None else min(self._timeout_s, time_left_s)
         try:
             reply = await self._stub.VerifyCredentials(
-                request, timeout=self._timeout_s, metadata=call_metadata()
+                request, timeout=timeout, metadata=call_metadata()
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):

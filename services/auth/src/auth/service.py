@@ -39,7 +39,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def Login(
         self, request: auth_pb2.LoginRequest, context: Context
     ) -> auth_pb2.LoginResponse:
-        pair = await self._sessions.login(request.username_or_email, request.password)
+        pair = await self._sessions.login(
+            request.username_or_email, request.password, time_left_s=context.time_remaining()
+        )
         return auth_pb2.LoginResponse(tokens=_pair(pair))
 
     async def Refresh(

@@ -38,6 +38,8 @@ class Sessions:
         users: UsersDirectory,
     ) -> None:
         self._engine = engine
+        # For one statement that announces nothing: no BEGIN and COMMIT around it.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._outbox = outbox
         self._issuer = issuer
         self._users = users
@@ -69,12 +71,17 @@ class Sessions:
             user_id=user_id, expires_at=now + self._issuer.access_lifetime, **which
         )
 
-    async def login(self, username_or_email: str, password: str) -> TokenPair:
-        """A new family with its first pair, for valid credentials."""
-        subject = await self._users.check_credentials(username_or_email, password)
+    async def login(
+        self, username_or_email: str, password: str, *, time_left_s: float | None = None
+    ) -> TokenPair:
+        """A new family with its first pair, for valid credentials (`time_left_s`: the
+        caller's remaining deadline, passed on to the password check)."""
+        subject = await self._users.check_credentials(
+            username_or_email, password, time_left_s=time_left_s
+        )
         family_id = str(uuid.uuid4())
         pair = self._issuer.pair(subject, family_id=family_id)
-        async with self._transaction() as conn:
+        async with self._autocommit.connect() as conn:
             await self._store.open_family(
                 conn,
                 family_id=family_id,

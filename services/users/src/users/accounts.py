@@ -45,6 +45,9 @@ class Accounts:
         cache: ReadCache,
     ) -> None:
         self._engine = engine
+        # Reads need no BEGIN and ROLLBACK around them: under READ COMMITTED each statement
+        # sees its own snapshot either way.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._outbox = outbox
         self._cache = cache
         self._hasher = hasher
@@ -62,12 +65,19 @@ class Accounts:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads."""
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             yield conn
 
-    async def register(self, registration: Registration, *, is_superuser: bool = False) -> User:
-        """Create a user on the default tier and announce it."""
-        hashed = await self._hasher.hash(registration.password)
+    async def register(
+        self,
+        registration: Registration,
+        *,
+        is_superuser: bool = False,
+        time_left_s: float | None = None,
+    ) -> User:
+        """Create a user on the default tier and announce it (`time_left_s`: the caller's
+        remaining deadline, which bounds the wait for hashing)."""
+        hashed = await self._hasher.hash(registration.password, time_left_s=time_left_s)
         async with self.transaction() as conn:
             user = await self.users.create(
                 conn,
@@ -92,8 +102,13 @@ class Accounts:
                 return None
         return await self.register(registration, is_superuser=True)
 
-    async def check_credentials(self, username_or_email: str, password: str) -> User:
-        """The live user these credentials belong to; the same work whether or not it exists."""
+    async def check_credentials(
+        self, username_or_email: str, password: str, *, time_left_s: float | None = None
+    ) -> User:
+        """The live user these credentials belong to; the same work whether or not it exists.
+        A hash with outdated parameters is replaced by a current one."""
+        # Under a flood, refused before it costs a query.
+        self._hasher.check_room(time_left_s)
         key = username_or_email.strip()
         if "@" in key:
             try:
@@ -103,9 +118,11 @@ class Accounts:
         async with self.reading() as conn:
             user = await self.users.find_for_login(conn, key) if key else None
         if user is None:
-            await self._hasher.waste(password)
+            await self._hasher.waste(password, time_left_s=time_left_s)
             raise InvalidCredentialsError()
-        ok, new_hash = await self._hasher.verify(password, user.hashed_password)
+        ok, new_hash = await self._hasher.verify(
+            password, user.hashed_password, time_left_s=time_left_s
+        )
         if not ok:
             raise InvalidCredentialsError()
         if new_hash is not None:

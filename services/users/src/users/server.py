@@ -40,7 +40,8 @@ def hasher_for(settings: Settings) -> PasswordHasher:
         memory_cost_kib=settings.argon2_memory_cost_kib,
         parallelism=settings.argon2_parallelism,
         concurrency=settings.password_concurrency,
-        queue_limit=settings.password_queue_limit,
+        nice=settings.password_nice,
+        default_deadline_s=settings.password_default_deadline_s,
     )
 
 
@@ -62,19 +63,21 @@ async def open_accounts(
             label="event",
             tallies=cache.stats,
         )
+    hasher = hasher_for(settings)
     relay = asyncio.create_task(outbox.relay())
     try:
         yield (
             Accounts(
                 engine=engine,
                 outbox=outbox,
-                hasher=hasher_for(settings),
+                hasher=hasher,
                 default_tier_name=settings.default_tier_name,
                 cache=cache,
             ),
             Posts(engine=engine, cache=cache),
         )
     finally:
+        hasher.close()
         outbox.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_FINAL_PUBLISH_S):

@@ -102,7 +102,7 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
             email=request.email,
             password=request.password,
         )
-        user = await self._accounts.register(registration)
+        user = await self._accounts.register(registration, time_left_s=context.time_remaining())
         return users_pb2.CreateUserResponse(user=to_proto(user))
 
     async def GetUser(
@@ -150,7 +150,9 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     async def VerifyCredentials(
         self, request: users_pb2.VerifyCredentialsRequest, context: Context
     ) -> users_pb2.VerifyCredentialsResponse:
-        user = await self._accounts.check_credentials(request.username_or_email, request.password)
+        user = await self._accounts.check_credentials(
+            request.username_or_email, request.password, time_left_s=context.time_remaining()
+        )
         return users_pb2.VerifyCredentialsResponse(user=to_proto(user))
 
     async def SetUserTier(
