@@ -60,7 +60,6 @@ class ReadModel:
         self._entries: dict[str, tuple[Any, tuple[str, ...], float]] = {}
         self._dependents: dict[str, set[str]] = {}
         self._epoch = 0
-        self._applied: StreamId = (0, 0)
         self._follower: Follower | None = None
         self.synced = asyncio.Event()
         self._barrier: Batcher[None, StreamId] = Batcher(self._last_entry)
@@ -96,7 +95,7 @@ class ReadModel:
         self._epoch += 1
         for changed in event.keys:
             for key in self._dependents.pop(changed, ()):
-                self._entries.pop(key, None)
+                self._forget(key)
 
     async def follow(self, redis: Redis) -> None:
         """Follow users.reads_changed from its current end, until `stop`."""
