@@ -353,3 +353,52 @@ async def test_a_job_that_keeps_killing_its_worker_ends_dead(flushed_redis: str)
 
     assert (job.status, job.attempts) == ("dead", 3)
     assert job.error == "gave up after 3 deliveries; last: the worker stopped while running it"
+
+
+async def test_no_more_than_concurrency_jobs_of_a_kind_run_at_once(flushed_redis: str) -> None:
+    now = most = 0
+    go = asyncio.Event()
+
+    async def gated(_chore: Chore) -> str:
+        nonlocal now, most
+        now += 1
+        most = max(most, now)
+        try:
+            await go.wait()
+        finally:
+            now -= 1
+        return "ok"
+
+    async with running(flushed_redis, chore_kind(gated), concurrency=2) as worker:
+        await enqueue(worker.jobs.redis, *(Chore(job=f"j{n}") for n in range(6)))
+        async with asyncio.timeout(5):
+            while now < 2:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # room for a third to start, were it allowed to
+        while_held = most
+        go.set()
+        jobs = [await until_finished(worker.jobs, f"j{n}") for n in range(6)]
+
+    assert while_held == 2
+    assert most == 2
+    assert {(job.status, job.attempts) for job in jobs} == {("succeeded", 1)}
+
+
+async def test_a_malformed_entry_does_not_hold_up_those_read_with_it(flushed_redis: str) -> None:
+    async def fine(chore: Chore) -> str:
+        return f"done by {chore.job}"
+
+    async with redis.Redis.from_url(flushed_redis) as client:
+        await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
+        await enqueue(client, Chore(job="j1"))
+        await client.xadd(Chore.STREAM, {"garbage": "x"})
+        await enqueue(client, Chore(job="j2"))
+    async with running(flushed_redis, chore_kind(fine)) as worker:
+        jobs = [await until_finished(worker.jobs, job_id) for job_id in ("j1", "j2")]
+        async with asyncio.timeout(5):
+            while await pending(worker.jobs.redis, Chore.STREAM, "chore"):
+                await asyncio.sleep(0.02)
+        dead = await worker.jobs.redis.xlen("worker.dead.chore")
+
+    assert [job.result for job in jobs] == ["done by j1", "done by j2"]
+    assert dead == 1

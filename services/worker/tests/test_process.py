@@ -231,3 +231,25 @@ async def test_a_thousand_jobs_through_a_crash_each_succeed_exactly_once(
 
 def _successes(workers: list[ServiceProcess]) -> list[dict[str, object]]:
     return [line for w in workers for line in w.lines if line["msg"] == "job succeeded"]
+
+
+async def test_sigterm_gives_back_what_was_read_but_not_started(
+    start_worker: Start, jobs: JobStore
+) -> None:
+    first = await start_worker(
+        sample_task_s="30", concurrency="1", shutdown_grace_s="1", claim_idle_s="30"
+    )
+    ids = [await enqueue(jobs, "a"), await enqueue(jobs, "b")]
+    await until(jobs, ids[0], "running")
+    # The second entry is read too, and waits for the one slot.
+    async with asyncio.timeout(10):
+        while (await jobs.redis.xpending(SampleTaskRequested.STREAM, "sample-task"))["pending"] < 2:
+            await asyncio.sleep(0.02)
+    await start_worker(sample_task_s="0.5", claim_idle_s="30")
+
+    code = await first.terminate(timeout_s=15)
+    # Claimable at once despite the 30-second idle time, the running one and the waiting one.
+    finished = [await until(jobs, job_id, "succeeded", timeout_s=10) for job_id in ids]
+
+    assert code == 0, first.output()
+    assert [job.attempts for job in finished] == [1, 1]

@@ -43,6 +43,7 @@ class Worker:
 
     broker: RedisBroker
     jobs: JobStore
+    deliveries: Deliveries
     kinds: list[JobKind[Any]]
     scheduler: Scheduler
     registry: CollectorRegistry
@@ -94,11 +95,12 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
         ),
         consumer=settings.consumer,
         claim_idle_s=settings.claim_idle_s,
+        concurrency=settings.concurrency,
     )
     broker = RedisBroker(
         settings.redis_url,
-        # In-flight jobs get most of the grace period; the rest is for handing back and closing.
-        graceful_timeout=settings.shutdown_grace_s * 0.7,
+        # Handlers only start jobs (the deliveries wait for them in close()).
+        graceful_timeout=settings.shutdown_grace_s * 0.1,
         # Our JSON lines; FastStream's per-message "Received"/"Processed" only at DEBUG.
         logger=logging.getLogger("faststream.broker"),
         log_level=logging.DEBUG,
@@ -146,9 +148,11 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
     )
 
     async def close() -> None:
-        # Cancelled deliveries hand their jobs back before Redis closes.
-        with contextlib.suppress(TimeoutError):
-            await deliveries.drain(timeout_s=max(1.0, settings.shutdown_grace_s * 0.2))
+        # In-flight jobs get most of the grace period; the rest is for handing back and closing.
+        await deliveries.finish(
+            grace_s=settings.shutdown_grace_s * 0.7,
+            hand_back_s=max(1.0, settings.shutdown_grace_s * 0.2),
+        )
         await jobs.close()
         await auth.close()
         await users.close()
@@ -159,6 +163,7 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
     return Worker(
         broker=broker,
         jobs=jobs,
+        deliveries=deliveries,
         kinds=kinds,
         scheduler=scheduler,
         registry=registry,
@@ -213,7 +218,9 @@ def build_app(settings: Settings) -> AsgiFastStream:
     async def start_scheduler() -> None:
         scheduling.append(asyncio.create_task(worker.scheduler.run()))
 
-    async def stop_scheduler() -> None:
+    async def stop_starting() -> None:
+        # Before the subscribers stop: entries waiting for a slot go back to their groups.
+        worker.deliveries.stop_taking()
         worker.scheduler.stop()
         for task in scheduling:
             with contextlib.suppress(asyncio.CancelledError):
@@ -224,7 +231,7 @@ def build_app(settings: Settings) -> AsgiFastStream:
         asgi_routes=[("/health", alive), ("/health/ready", ready), ("/metrics", metrics)],
         on_startup=[prepare],
         after_startup=[start_scheduler],
-        on_shutdown=[stop_scheduler],
+        on_shutdown=[stop_starting],
         after_shutdown=[worker.close],
     )
 

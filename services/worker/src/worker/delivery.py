@@ -1,4 +1,4 @@
-"""At-least-once handling of one stream entry, for every job kind.
+"""At-least-once handling of stream entries, for every job kind.
 
 An entry is acknowledged only together with its outcome: `succeeded`, or `dead` with the entry
 copied to the kind's dead-letter stream. A failed attempt is not acknowledged: the entry stays
@@ -8,11 +8,14 @@ exponentially and survive a crash of the process that failed. Deliveries are cou
 record; the delivery after the last allowed one goes to the dead-letter stream without running,
 which also ends a job that kills every worker that runs it.
 
-While a job runs, a heartbeat keeps its entry fresh (so no other consumer claims it) and renews
-the record's lease (so a second entry of the same event waits instead of running it twice). An
-attempt that was overtaken anyway (this process stalled longer than the claim idle time and
-another took the job) is cancelled and writes nothing. Interrupted by shutdown, an attempt is
-handed back: the record says `queued` again, uncounted, and the entry is claimable at once.
+Entries come in batches (as read or claimed); each starts once one of its kind's slots is free
+(worker.running), the starts of a batch in one round trip, and runs in a task of its own. While
+jobs run, the heartbeat keeps their entries fresh (so no other consumer claims them) and renews
+their leases (so a second entry of the same event waits instead of running it twice). An attempt
+that was overtaken anyway (this process stalled longer than the claim idle time and another took
+the job) is cancelled and writes nothing. At shutdown, entries read but not started go back to
+their group at once, claimable by anyone; running attempts get a grace period, then are handed
+back: the record says `queued` again, uncounted, and the entry is claimable at once.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,11 +33,13 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from meshplate_core.jobs import JobStore
-from meshplate_core.streams import as_text, decode, trace_context
+from meshplate_core.streams import as_text, decode_traced
 from meshplate_core.tracing import span
-from worker.attempts import Attempts, Entry, Outcome
+from worker.attempts import Attempts, Begun, Entry, Outcome, Start
 from worker.kind import JobKind
 from worker.outcomes import PermanentError
+from worker.pipeline import ScriptPipeline
+from worker.running import Delivery, Running
 
 log = logging.getLogger(__name__)
 
@@ -69,37 +74,53 @@ class Deliveries:
     """Runs deliveries of every kind for one consumer (this process)."""
 
     def __init__(
-        self, jobs: JobStore, policy: RetryPolicy, *, consumer: str, claim_idle_s: float
+        self,
+        jobs: JobStore,
+        policy: RetryPolicy,
+        *,
+        consumer: str,
+        claim_idle_s: float,
+        concurrency: int,
     ) -> None:
-        self._redis = jobs.redis
-        self._attempts = Attempts(jobs, lease_s=claim_idle_s)
+        self._attempts = Attempts(jobs, ScriptPipeline(jobs.redis), lease_s=claim_idle_s)
+        self._running = Running(
+            self._attempts.heartbeat, concurrency=concurrency, heartbeat_s=claim_idle_s / 3
+        )
         self._policy = policy
         self._consumer = consumer
         self._claim_idle_s = claim_idle_s
-        self._active: set[asyncio.Task[Any]] = set()
         # Attempts finished, by (kind, outcome): exported as metrics.
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
-        self._settling: set[asyncio.Task[None]] = set()
 
-    async def deliver(self, kind: JobKind[Any], entry_id: Any, fields: Mapping[Any, Any]) -> None:
-        """Handle one delivery of `entry_id` of `kind`'s stream."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._active.add(task)
-        try:
-            await self._deliver(kind, self._entry(kind, entry_id), fields)
-        finally:
-            self._active.discard(task)
+    async def take(
+        self, kind: JobKind[Any], entries: Sequence[tuple[Any, Mapping[Any, Any]]]
+    ) -> None:
+        """Start the jobs of `entries` (entry id, fields) of `kind`'s stream, each once a slot is
+        free; returns when all have started or been decided (done before, waiting, buried)."""
+        jobs = []
+        for entry_id, fields in entries:
+            entry = self._entry(kind, entry_id)
+            try:
+                event, parent = decode_traced(kind.model, fields)
+            except (ValueError, ValidationError, KeyError, TypeError) as exc:
+                await self._bury(kind, entry, fields, f"malformed entry: {exc}"[:_MAX_ERROR])
+                continue
+            jobs.append(Delivery(kind, entry, fields, event, kind.job_id(event), parent))
+        while jobs:
+            if not (free := await self._running.slots(kind, len(jobs))):
+                await self._release(jobs)
+                return
+            await self._begin(kind, jobs[:free])
+            jobs = jobs[free:]
 
-    async def drain(self, timeout_s: float) -> None:
-        """Wait (up to `timeout_s`) for deliveries and hand-backs still under way: at shutdown,
-        before the Redis client closes."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while pending := self._active | self._settling:
-            if (remaining := deadline - loop.time()) <= 0:
-                raise TimeoutError
-            await asyncio.wait(pending, timeout=remaining)
+    def stop_taking(self) -> None:
+        """Start nothing more: entries waiting for a slot go back to their group."""
+        self._running.stop_starting()
+
+    async def finish(self, *, grace_s: float, hand_back_s: float) -> None:
+        """At shutdown: running jobs get `grace_s` to finish; those still running are then
+        cancelled and handed back (waited for up to `hand_back_s`) before Redis may close."""
+        await self._running.finish(grace_s=grace_s, hand_back_s=hand_back_s)
 
     def _entry(self, kind: JobKind[Any], entry_id: Any) -> Entry:
         return Entry(
@@ -110,145 +131,134 @@ class Deliveries:
             dead_stream=kind.dead_stream,
         )
 
-    async def _deliver(self, kind: JobKind[Any], entry: Entry, fields: Mapping[Any, Any]) -> None:
+    async def _bury(
+        self, kind: JobKind[Any], entry: Entry, fields: Mapping[Any, Any], error: str
+    ) -> None:
+        meta = _dead_meta(entry, "", 0, error, None, kind.system)
         try:
-            event = decode(kind.model, fields)
-        except (ValueError, ValidationError, KeyError, TypeError) as exc:
-            error = f"malformed entry: {exc}"[:_MAX_ERROR]
-            await self._attempts.bury_unreadable(
-                entry, {**_texts(fields), **_dead_meta(entry, "", 0, error, None, kind.system)}
-            )
-            log.error("job dead: %s", error, extra={"job_kind": kind.name})
+            await self._attempts.bury_unreadable(entry, {**_texts(fields), **meta})
+        except (RedisError, OSError) as exc:
+            log.warning("could not bury a malformed entry: %s", exc, extra={"job_kind": kind.name})
             return
-        job_id = kind.job_id(event)
+        log.error("job dead: %s", error, extra={"job_kind": kind.name})
+
+    async def _release(self, jobs: Sequence[Delivery]) -> None:
+        try:
+            await self._attempts.release([job.entry for job in jobs], idle_s=self._claim_idle_s * 2)
+        except (RedisError, OSError) as exc:
+            # They stay this consumer's until idle long enough to be claimed.
+            log.warning("could not give back %d unstarted entries: %s", len(jobs), exc)
+
+    async def _begin(self, kind: JobKind[Any], jobs: Sequence[Delivery]) -> None:
+        starts = [
+            Start(job.entry, job.job_id, kind.owner_id(job.event), kind.system) for job in jobs
+        ]
+        try:
+            decisions = await self._attempts.begin(starts)
+        except (RedisError, OSError) as exc:
+            # Still pending: claimed again once idle.
+            self._running.give_back(kind, len(jobs))
+            log.warning("could not start %d jobs: %s", len(jobs), exc)
+            return
+        for job, begun in zip(jobs, decisions, strict=True):
+            if isinstance(begun, Exception):
+                self._running.give_back(kind)
+                log.error("could not start the job: %s", begun, extra=job.log_fields)
+            elif begun.decision == "run":
+                job.attempt = begun.attempts
+                self._running.start(job, self._run(job, begun))
+            else:
+                self._running.give_back(kind)
+                if begun.decision == "done":
+                    log.info("job already %s", begun.status, extra=job.log_fields)
+
+    async def _run(self, job: Delivery, begun: Begun) -> None:
         # The job continues the trace of the request that enqueued it.
         with span(
-            f"job {kind.name}",
-            parent=trace_context(fields),
+            f"job {job.kind.name}",
+            parent=job.parent,
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "redis",
-                "messaging.destination.name": entry.stream,
-                "messaging.consumer.group.name": entry.group,
-                "meshplate.job_id": job_id,
+                "messaging.destination.name": job.entry.stream,
+                "messaging.consumer.group.name": job.entry.group,
+                "meshplate.job_id": job.job_id,
             },
         ):
-            await self._run(kind, entry, fields, event, job_id)
+            if begun.attempts > self._policy.max_deliveries:
+                await self._give_up(job, begun)
+            else:
+                await self._attempt(job)
 
-    async def _run(
-        self, kind: JobKind[Any], entry: Entry, fields: Mapping[Any, Any], event: Any, job_id: str
-    ) -> None:
-        owner_id = kind.owner_id(event)
-        begun = await self._attempts.begin(entry, job_id, owner_id=owner_id, system=kind.system)
-        if begun.decision == "done":
-            # Finished before (a duplicate entry, or a crash after the outcome): just ack.
-            await self._redis.xack(entry.stream, entry.group, entry.entry_id)
-            log.info("job already %s", begun.status, extra=_fields(kind, job_id))
-            return
-        if begun.decision in ("waiting", "lost"):
-            return
-        dead_meta = {
-            **_texts(fields),
-            **_dead_meta(entry, job_id, begun.attempts, "", owner_id, kind.system),
-        }
-        if begun.attempts > self._policy.max_deliveries:
-            given = begun.attempts - 1
-            last = begun.error or "the worker stopped while running it"
-            error = f"gave up after {given} deliveries; last: {last}"[:_MAX_ERROR]
-            await self._settle(
-                kind,
-                entry,
-                job_id,
-                begun.attempts,
-                "dead",
-                text=error,
-                attempts=given,
-                dead_fields={
-                    **dead_meta,
-                    f"{DEAD_PREFIX}attempts": given,
-                    f"{DEAD_PREFIX}error": error,
-                },
-            )
-            return
-        await self._attempt(kind, entry, event, job_id, begun.attempts, dead_meta)
+    async def _give_up(self, job: Delivery, begun: Begun) -> None:
+        self._running.worked(job)
+        given = begun.attempts - 1
+        last = begun.error or "the worker stopped while running it"
+        error = f"gave up after {given} deliveries; last: {last}"[:_MAX_ERROR]
+        dead = self._dead_fields(job, error)
+        dead[f"{DEAD_PREFIX}attempts"] = given
+        await self._settle(job, "dead", text=error, attempts=given, dead_fields=dead)
 
-    async def _attempt(
-        self,
-        kind: JobKind[Any],
-        entry: Entry,
-        event: Any,
-        job_id: str,
-        attempt: int,
-        dead_meta: dict[str, Any],
-    ) -> None:
-        work = asyncio.ensure_future(kind.run(event))
-        overtaken = asyncio.Event()
-        heartbeat = asyncio.create_task(
-            self._heartbeat(kind, entry, job_id, attempt, work, overtaken)
-        )
+    async def _attempt(self, job: Delivery) -> None:
         try:
-            result = await work
+            result = await job.kind.run(job.event)
         except asyncio.CancelledError:
-            if overtaken.is_set() and not _being_cancelled():
-                log.warning(
-                    "job overtaken by another delivery; abandoned", extra=_fields(kind, job_id)
-                )
-                self.outcomes[kind.name, "overtaken"] += 1
+            if job.overtaken and not job.handing_back:
+                log.warning("job overtaken by another delivery; abandoned", extra=job.log_fields)
+                self.outcomes[job.kind.name, "overtaken"] += 1
                 return
-            # Shutdown: hand the job back, in a task of its own that the cancellation cannot
-            # reach; drain() waits for it before Redis is closed.
-            self._spawn(
+            # Shutdown: hand the job back (in a task the cancellation cannot reach).
+            self._running.hand_back(
                 self._settle(
-                    kind,
-                    entry,
-                    job_id,
-                    attempt,
-                    "queued",
-                    delay_s=self._claim_idle_s * 2,
-                    attempts=attempt - 1,
+                    job, "queued", delay_s=self._claim_idle_s * 2, attempts=job.attempt - 1
                 )
             )
             raise
         except Exception as exc:
+            self._running.worked(job)
             error = _describe(exc)
-            if isinstance(exc, PermanentError) or attempt >= self._policy.max_deliveries:
+            if isinstance(exc, PermanentError) or job.attempt >= self._policy.max_deliveries:
                 await self._settle(
-                    kind,
-                    entry,
-                    job_id,
-                    attempt,
-                    "dead",
-                    text=error,
-                    dead_fields={**dead_meta, f"{DEAD_PREFIX}error": error},
+                    job, "dead", text=error, dead_fields=self._dead_fields(job, error)
                 )
             else:
-                delay = self._policy.backoff(attempt)
-                await self._settle(
-                    kind, entry, job_id, attempt, "failed", text=error, delay_s=delay
-                )
+                delay = self._policy.backoff(job.attempt)
+                await self._settle(job, "failed", text=error, delay_s=delay)
         else:
-            await self._settle(kind, entry, job_id, attempt, "succeeded", text=result)
-        finally:
-            heartbeat.cancel()
+            self._running.worked(job)
+            await self._settle(job, "succeeded", text=result)
 
-    def _spawn(self, step: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(step)
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+    def _dead_fields(self, job: Delivery, error: str) -> dict[str, Any]:
+        owner_id = job.kind.owner_id(job.event)
+        return {
+            **_texts(job.fields),
+            **_dead_meta(job.entry, job.job_id, job.attempt, error, owner_id, job.kind.system),
+        }
 
     async def _settle(
         self,
-        kind: JobKind[Any],
-        entry: Entry,
-        job_id: str,
-        attempt: int,
+        job: Delivery,
         outcome: Outcome,
-        **details: Any,
+        *,
+        text: str = "",
+        delay_s: float = 0.0,
+        attempts: int | None = None,
+        dead_fields: Mapping[str, Any] | None = None,
     ) -> None:
-        fields = {**_fields(kind, job_id), "attempts": details.get("attempts", attempt)}
+        recorded = job.attempt if attempts is None else attempts
+        fields = {**job.log_fields, "attempts": recorded}
         for pause in (*_SETTLE_PAUSES_S, None):
             try:
-                written = await self._attempts.settle(entry, job_id, attempt, outcome, **details)
+                written = await self._attempts.settle(
+                    job.entry,
+                    job.job_id,
+                    job.attempt,
+                    outcome,
+                    text=text,
+                    delay_s=delay_s,
+                    attempts=recorded,
+                    dead_fields=dead_fields,
+                )
                 break
             except (RedisError, OSError) as exc:
                 if pause is None:
@@ -256,45 +266,17 @@ class Deliveries:
                     log.error("could not record the outcome %s: %s", outcome, exc, extra=fields)
                     return
                 await asyncio.sleep(pause)
-        self.outcomes[kind.name, _OUTCOME_NAMES[outcome] if written else "overtaken"] += 1
+        self.outcomes[job.kind.name, _OUTCOME_NAMES[outcome] if written else "overtaken"] += 1
         if not written:
             log.warning("outcome %s discarded: the job was taken over", outcome, extra=fields)
         elif outcome == "succeeded":
             log.info("job succeeded", extra=fields)
         elif outcome == "failed":
-            log.warning(
-                "job failed; retry in %.1f s: %s", details["delay_s"], details["text"], extra=fields
-            )
+            log.warning("job failed; retry in %.1f s: %s", delay_s, text, extra=fields)
         elif outcome == "dead":
-            log.error("job dead: %s", details["text"], extra=fields)
+            log.error("job dead: %s", text, extra=fields)
         else:
             log.info("job handed back", extra=fields)
-
-    async def _heartbeat(
-        self,
-        kind: JobKind[Any],
-        entry: Entry,
-        job_id: str,
-        attempt: int,
-        work: asyncio.Future[Any],
-        overtaken: asyncio.Event,
-    ) -> None:
-        while True:
-            await asyncio.sleep(self._claim_idle_s / 3)
-            try:
-                alive = await self._attempts.heartbeat(entry, job_id, attempt)
-            except (RedisError, OSError) as exc:
-                log.warning("heartbeat failed: %s", exc, extra=_fields(kind, job_id))
-                continue
-            if not alive:
-                overtaken.set()
-                work.cancel()
-                return
-
-
-def _being_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _dead_meta(
@@ -311,10 +293,6 @@ def _dead_meta(
         f"{DEAD_PREFIX}error": error,
         f"{DEAD_PREFIX}at": datetime.now(UTC).isoformat(),
     }
-
-
-def _fields(kind: JobKind[Any], job_id: str) -> dict[str, Any]:
-    return {"job_kind": kind.name, "job_id": job_id}
 
 
 def _describe(exc: BaseException) -> str:

@@ -34,8 +34,9 @@ class Settings(ServiceSettings):
     job_ttl_s: int = Field(
         default=86400, ge=1, validation_alias=AliasChoices("WORKER_JOB_TTL_S", "JOB_TTL_S")
     )
-    # Jobs of one kind run at the same time in this process.
-    concurrency: int = Field(default=8, ge=1, le=1000)
+    # Jobs of one kind run at the same time in this process, and entries taken per read. Each
+    # read and each round trip serves a batch, so quick jobs (the sample task, e-mails) want many.
+    concurrency: int = Field(default=32, ge=1, le=1000)
     # Deliveries of one job before it is dead (moved to the dead-letter stream).
     max_deliveries: int = Field(default=5, ge=1)
     # Back-off before retry n: retry_backoff_s * 2**(n-1), at most retry_backoff_max_s.

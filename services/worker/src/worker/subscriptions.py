@@ -1,10 +1,12 @@
 """FastStream subscribers for a job kind: one reading new entries, one claiming abandoned ones.
 
-Both are in the kind's consumer group under this process's consumer name. The reading one takes
-new entries (`>`), up to `concurrency` at a time; the claiming one (XAUTOCLAIM) takes entries
-that stayed pending longer than `claim_idle_s`: those of a consumer that died, those handed back
-at shutdown, and failed ones due for a retry. Acknowledging is the deliveries' business
-(AckPolicy.MANUAL): FastStream never acks or rejects on its own.
+Both are in the kind's consumer group under this process's consumer name, and both take entries
+in batches. The reading one takes new entries (`>`), up to `concurrency` per read; the claiming
+one (XAUTOCLAIM) takes entries that stayed pending longer than `claim_idle_s`: those of a consumer
+that died, those handed back at shutdown, and failed ones due for a retry. Each batch goes to the
+deliveries as it was read (a parser that leaves the entries alone: one FastStream could not parse
+must not stay pending for ever). Acknowledging is the deliveries' business (AckPolicy.MANUAL):
+FastStream never acks or rejects on its own.
 """
 
 from __future__ import annotations
@@ -12,11 +14,26 @@ from __future__ import annotations
 from typing import Any
 
 from faststream import AckPolicy
+from faststream.message import StreamMessage
 from faststream.redis import RedisRouter, StreamSub
-from faststream.redis.annotations import RedisStreamMessage
 
+from meshplate_core.streams import as_text
 from worker.delivery import Deliveries
 from worker.kind import JobKind
+
+
+async def _as_read(raw: Any) -> StreamMessage[Any]:
+    # A batch's raw message: {"message_ids": [...], "data": [fields, ...]}.
+    ids = raw["message_ids"]
+    return StreamMessage(
+        raw_message=raw,
+        body=list(zip(ids, raw["data"], strict=True)),
+        correlation_id=as_text(ids[0]),
+    )
+
+
+async def _entries(message: StreamMessage[Any]) -> Any:
+    return message.body
 
 
 def subscribe(
@@ -31,14 +48,8 @@ def subscribe(
 ) -> None:
     """Add `kind`'s two subscribers to `router`."""
 
-    async def undecoded(_message: Any) -> None:
-        # FastStream would decode the body before the handler runs, and an entry it cannot
-        # decode would then stay pending for ever; Deliveries decodes (and buries) it instead.
-        return None
-
-    async def deliver(message: RedisStreamMessage) -> None:
-        raw: Any = message.raw_message
-        await deliveries.deliver(kind, raw["message_ids"][0], raw["data"])
+    async def deliver(entries: Any) -> None:
+        await deliveries.take(kind, entries)
 
     reading = StreamSub(
         kind.stream,
@@ -47,7 +58,8 @@ def subscribe(
         # The group itself is created at the stream's start beforehand (see app.py), so entries
         # added before any worker ran are read too; FastStream then reads only new ones.
         last_id=">",
-        max_records=1,
+        batch=True,
+        max_records=concurrency,
         polling_interval=1000,
     )
     claiming = StreamSub(
@@ -55,21 +67,16 @@ def subscribe(
         group=kind.name,
         consumer=consumer,
         last_id=">",
+        batch=True,
         min_idle_time=int(claim_idle_s * 1000),
         polling_interval=int(claim_interval_s * 1000),
     )
-    router.subscriber(
-        stream=reading,
-        ack_policy=AckPolicy.MANUAL,
-        no_reply=True,
-        decoder=undecoded,
-        max_workers=concurrency,
-        title=f"{kind.name}:read",
-    )(deliver)
-    router.subscriber(
-        stream=claiming,
-        ack_policy=AckPolicy.MANUAL,
-        no_reply=True,
-        decoder=undecoded,
-        title=f"{kind.name}:claim",
-    )(deliver)
+    for stream, title in ((reading, "read"), (claiming, "claim")):
+        router.subscriber(
+            stream=stream,
+            ack_policy=AckPolicy.MANUAL,
+            no_reply=True,
+            parser=_as_read,
+            decoder=_entries,
+            title=f"{kind.name}:{title}",
+        )(deliver)
