@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 PASSWORD = "correct horse"
 # The settings' argon2id cost (a row of OWASP's table), and the one used before it.
-CURRENT_ARGON2 = "$argon2id$v=19$m=9216,t=4,p=1$"
+CURRENT_ARGON2 = "$argon2id$v=19$m=7168,t=5,p=1$"
 OLDER_ARGON2 = argon2.using(type="ID", memory_cost=65536, rounds=3, parallelism=4)
 
 

@@ -14,14 +14,14 @@ from passlib.hash import argon2, bcrypt
 from meshplate_core.errors import ResourceExhaustedError
 from users.passwords import SHARE_OF_DEADLINE, PasswordHasher
 
-CURRENT = "$argon2id$v=19$m=9216,t=4,p=1$"
+CURRENT = "$argon2id$v=19$m=7168,t=5,p=1$"
 
 
 def _hasher(*, concurrency: int = 1, nice: int = 10) -> PasswordHasher:
     # The production cost.
     return PasswordHasher(
-        time_cost=4,
-        memory_cost_kib=9216,
+        time_cost=5,
+        memory_cost_kib=7168,
         parallelism=1,
         concurrency=concurrency,
         nice=nice,

@@ -32,13 +32,13 @@ class Settings(GrpcServiceSettings):
     admin_password: SecretStr = Field(
         default=SecretStr("changethis"), validation_alias="ADMIN_PASSWORD"
     )
-    # argon2id cost: m=9 MiB, t=4, p=1, a row of OWASP's table of equally strong settings
+    # argon2id cost: m=7 MiB, t=5, p=1, a row of OWASP's table of equally strong settings
     # (Password Storage Cheat Sheet: m=47104 t=1, 19456 t=2, 12288 t=3, 9216 t=4, 7168 t=5,
-    # all p=1); on the busy 2-core machines we measure on it costs a quarter less CPU than
-    # m=19 MiB, t=2 (about 20 ms of one core a hash). Hashes made with other parameters (or
-    # bcrypt) are rehashed with these at the user's next successful login.
-    argon2_time_cost: int = Field(default=4, ge=1)
-    argon2_memory_cost_kib: int = Field(default=9216, ge=7168)
+    # all p=1); the cheapest in CPU on the 2-core machines we measure on (docs/users.md).
+    # Hashes made with other parameters (or bcrypt) are rehashed with these at the user's next
+    # successful login.
+    argon2_time_cost: int = Field(default=5, ge=1)
+    argon2_memory_cost_kib: int = Field(default=7168, ge=7168)
     argon2_parallelism: int = Field(default=1, ge=1)
     # Password checks (logins, sign-ups) hashing at once (default: one per core), in threads of
     # this niceness so that reads are served first on a busy machine. A check waits only if it
