@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from meshplate_core import heap
 from meshplate_core.metrics import shared_by_processes
 
 
@@ -43,16 +44,19 @@ def _config(app: Any, *, host: str, port: int, grace_s: float, http: str, **extr
 
 
 def serve_http(app: Any, *, host: str, port: int, grace_s: float, http: str = "httptools") -> None:
-    """Serve `app` on uvloop until SIGTERM or SIGINT, then drain for up to `grace_s`."""
+    """Serve `app` on uvloop until SIGTERM or SIGINT, then drain for up to `grace_s` (the heap
+    built so far settled first: meshplate_core.heap)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _ignore)
+    heap.settle()
     uvicorn.Server(_config(app, host=host, port=port, grace_s=grace_s, http=http)).run()
 
 
 def serve_http_workers(
     factory: str, *, workers: int, host: str, port: int, grace_s: float, http: str = "httptools"
 ) -> None:
-    """Serve the app that `factory` ("module:function") builds in `workers` processes."""
+    """Serve the app that `factory` ("module:function") builds in `workers` processes (each
+    its own: a factory settles its heap itself, see meshplate_core.heap)."""
     config = _config(
         factory, host=host, port=port, grace_s=grace_s, http=http, factory=True, workers=workers
     )

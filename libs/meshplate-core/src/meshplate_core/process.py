@@ -1,8 +1,9 @@
 """A process's `main`: load settings, configure logging, run the chosen command, exit cleanly.
 
 `python -m users` serves; `python -m users migrate` applies migrations and exits. Every command
-runs on uvloop (grpc.aio, asyncpg and redis-py all run on it; it spends less per event). Bad settings or a
-failed start end the process with one readable line and a non-zero exit code, not a traceback.
+runs on uvloop (grpc.aio, asyncpg and redis-py all run on it; it spends less per event), its
+start-up heap settled (meshplate_core.heap). Bad settings or a failed start end the process
+with one readable line and a non-zero exit code, not a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import uvloop
 from pydantic import ValidationError
 
+from meshplate_core import heap
 from meshplate_core.logging import configure_logging
 from meshplate_core.settings import ServiceSettings
 from meshplate_core.tracing import configure_tracing
@@ -55,6 +57,7 @@ def run_service(
         print(f"usage: python -m {service} [{'|'.join(commands)}]", file=sys.stderr)  # noqa: T201
         return 2
     settings = load_settings(service, load)
+    heap.settle()
     try:
         uvloop.run(commands[name](settings))
     except KeyboardInterrupt:

@@ -37,6 +37,7 @@ from gateway.settings import Settings
 from meshplate.auth.v1 import auth_pb2
 from meshplate.ratelimit.v1 import ratelimit_pb2
 from meshplate.users.v1 import users_pb2
+from meshplate_core import heap
 from meshplate_core.channels import open_channel
 from meshplate_core.errors import DomainError
 from meshplate_core.metrics import HttpMetrics
@@ -119,8 +120,11 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
 
 def from_environment() -> FastAPI:
     """The application for the settings of the environment: what each of several worker
-    processes serves (see meshplate_core.http_server)."""
-    return create_app(load_settings("gateway", Settings))
+    processes serves (see meshplate_core.http_server), its start-up heap settled
+    (meshplate_core.heap)."""
+    app = create_app(load_settings("gateway", Settings))
+    heap.settle()
+    return app
 
 
 def create_app(settings: Settings) -> FastAPI:
