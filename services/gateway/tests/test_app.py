@@ -22,6 +22,13 @@ def test_openapi_describes_the_routes(client: TestClient) -> None:
     assert {"/api/v1/user", "/api/v1/user/{username}", "/health/ready"} <= set(paths)
 
 
+def test_openapi_keeps_each_routers_tags(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+
+    assert paths["/api/v1/{username}/posts"]["get"]["tags"] == ["posts"]
+    assert paths["/api/v1/tier/{name}"]["patch"]["tags"] == ["tiers"]
+
+
 @pytest.mark.parametrize(("environment", "status"), [("staging", 401), ("production", 404)])
 @pytest.mark.parametrize("path", DOCS)
 def test_docs_are_closed_outside_local(
