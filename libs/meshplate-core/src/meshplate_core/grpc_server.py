@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -30,6 +31,68 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 # The health entry of liveness probes: SERVING from start to shutdown, whatever the database
 # says (a database outage must make pods unready, not restart them).
 LIVENESS = "meshplate.liveness"
+
+
+class _Wrapping(grpc.aio.Server):
+    """The server as services register on it: each method handler wrapped once by the
+    interceptor as it is registered. Generated code registers a service twice, as registered
+    method handlers (which gRPC uses for those methods) and as a generic handler (the
+    fallback, and all a hand-made service has): both are wrapped."""
+
+    def __init__(self, server: grpc.aio.Server, interceptor: RpcInterceptor) -> None:
+        self._server = server
+        self._interceptor = interceptor
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        wrapped = self._interceptor.wrap(service_name, method_handlers)
+        self._server.add_registered_method_handlers(service_name, wrapped)
+
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]
+    ) -> None:
+        self._server.add_generic_rpc_handlers(
+            [_WrappedGeneric(handler, self._interceptor) for handler in generic_rpc_handlers]
+        )
+
+    def add_insecure_port(self, address: str) -> int:
+        raise NotImplementedError("register services only")
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        raise NotImplementedError("register services only")
+
+    async def start(self) -> None:
+        raise NotImplementedError("register services only")
+
+    async def stop(self, grace: float | None) -> None:
+        raise NotImplementedError("register services only")
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 (the base signature)
+        raise NotImplementedError("register services only")
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers are wrapped once, the first time each is asked
+    for (methods it does not know are not remembered: made-up names must not grow the table)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, interceptor: RpcInterceptor) -> None:
+        self._inner = inner
+        self._interceptor = interceptor
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        method = handler_call_details.method
+        if (known := self._handlers.get(method)) is not None:
+            return known
+        handler = self._inner.service(handler_call_details)
+        if handler is None:
+            return None
+        service, _, name = method.lstrip("/").partition("/")
+        self._handlers[method] = self._interceptor.wrap(service, {name: handler})[name]
+        return self._handlers[method]
 
 
 @dataclass(frozen=True)
@@ -61,7 +124,6 @@ async def start(
     """Start a server with the Meshplate interceptors, health and reflection (and every RPC
     counted in `metrics`, when given)."""
     server = grpc.aio.server(
-        interceptors=[RpcInterceptor(metrics)],
         options=[
             ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", 30_000),
@@ -70,9 +132,10 @@ async def start(
             ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
-    register(server)
+    wrapping = _Wrapping(server, RpcInterceptor(metrics))
+    register(wrapping)
     checks = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    health_pb2_grpc.add_HealthServicer_to_server(checks, wrapping)
     reflection.enable_server_reflection(
         (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )

@@ -16,7 +16,7 @@ Rejected requests are not counted.
 
 from __future__ import annotations
 
-import uuid
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +115,8 @@ class Counters:
         """Count each check's hits against its limit under its counter key, in one round trip
         for all of them (StaleRulesError if the rules changed)."""
         keys = [VERSION_KEY]
-        args: list[str | int] = [rules_version, uuid.uuid4().hex]
+        # Unique per call, not secret: the cheap generator (uuid4 asks the OS for randomness).
+        args: list[str | int] = [rules_version, f"{random.getrandbits(128):032x}"]
         for index, (counter_key, limit, hits) in enumerate(checks):
             sliding = limit.algorithm is Algorithm.SLIDING_WINDOW
             keys.append(counter_key)

@@ -122,10 +122,12 @@ class Limiter:
     async def check_many(self, checks: Sequence[Check]) -> list[Decision]:
         """Decide each check, in order, with one Redis round trip for all that need one."""
         decisions: list[Decision | None] = [None] * len(checks)
-        counted: list[int] = []
+        counted: list[tuple[Check, Limit]] = []
+        positions: list[int] = []
         now = time.monotonic()
         for index, check in enumerate(checks):
-            counter_key = self._counter_key(check, self.resolve(check.tier_id, check.path))
+            limit = self.resolve(check.tier_id, check.path)
+            counter_key = self._counter_key(check, limit)
             blocked = self._blocked.get(counter_key)
             if blocked is not None and check.hits > 0:
                 until, decision = blocked
@@ -134,18 +136,16 @@ class Limiter:
                     decisions[index] = _later(decision, until - now)
                     continue
                 del self._blocked[counter_key]
-            counted.append(index)
+            counted.append((check, limit))
+            positions.append(index)
         if counted:
             try:
-                fresh = await self._count([checks[index] for index in counted])
+                fresh = await self._count(counted)
             except (RedisError, OSError) as exc:
-                for index in counted:
-                    check = checks[index]
-                    decisions[index] = self._without_redis(
-                        self.resolve(check.tier_id, check.path), exc
-                    )
+                for index, (_check, limit) in zip(positions, counted, strict=True):
+                    decisions[index] = self._without_redis(limit, exc)
             else:
-                for index, (counter_key, decision) in zip(counted, fresh, strict=True):
+                for index, (counter_key, decision) in zip(positions, fresh, strict=True):
                     decisions[index] = decision
                     if decision.allowed:
                         self.stats.allowed += 1
@@ -168,14 +168,14 @@ class Limiter:
                 self._blocked.clear()
         self._blocked[counter_key] = (now + decision.retry_after_s, decision)
 
-    async def _count(self, checks: Sequence[Check]) -> list[tuple[str, Decision]]:
+    async def _count(self, counted: Sequence[tuple[Check, Limit]]) -> list[tuple[str, Decision]]:
+        # Each check with the limit resolved for it; resolved again only after the rules changed.
         for _attempt in range(3):
             if self._version is None:
                 await self.reload()
-            limits = [self.resolve(check.tier_id, check.path) for check in checks]
+                counted = [(check, self.resolve(check.tier_id, check.path)) for check, _ in counted]
             keyed = [
-                (self._counter_key(check, limit), limit, check.hits)
-                for check, limit in zip(checks, limits, strict=True)
+                (self._counter_key(check, limit), limit, check.hits) for check, limit in counted
             ]
             try:
                 counts = await self._counters.count(keyed, rules_version=self._version or "0")
