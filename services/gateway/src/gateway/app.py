@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
@@ -12,10 +13,8 @@ from typing import Any, TypedDict
 
 import grpc
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -88,9 +87,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    response = await request_validation_exception_handler(request, exc)
-    response.headers.update(NO_STORE)
-    return response
+    # FastAPI's body (each error with the input it refused), written as ASCII JSON: an input
+    # holding a lone surrogate cannot be encoded as UTF-8, and the answer must not fail on it.
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+    return Response(body, status_code=422, media_type="application/json", headers=NO_STORE)
 
 
 async def _warm_up(

@@ -6,13 +6,41 @@ import re
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from fastapi import Query
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from fastapi import Path, Query
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+# The protos' integer ranges: a number beyond them is refused here (422), before a gRPC request
+# that could not hold it is built.
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+PathInt64 = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX)]
+# What no text field may hold: NUL (PostgreSQL's text cannot store it) and lone surrogates (not
+# Unicode scalar values: UTF-8, protobuf strings and JSON answers cannot carry them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: str) -> str:
+    """`value`, if it holds no NUL and no lone surrogate."""
+    if _UNSTORABLE.search(value):
+        raise ValueError("must be text without NUL characters or lone surrogates")
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable)]
+PathText = Annotated[str, Path(), AfterValidator(storable)]
 USERNAME_PATTERN = re.compile(r"[a-z0-9]{2,20}")
 Username = Annotated[str, StringConstraints(min_length=2, max_length=20, pattern=r"^[a-z0-9]+$")]
 Name = Annotated[str, StringConstraints(min_length=2, max_length=30)]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(storable)]
 HttpUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+\S*$")]
 TierName = Annotated[str, StringConstraints(min_length=1, max_length=50)]
 T = TypeVar("T")
@@ -21,6 +49,11 @@ Algorithm = Literal["sliding_window", "fixed_window"]
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        return storable(value) if isinstance(value, str) else value
 
 
 class UserCreate(_Input):
@@ -44,7 +77,7 @@ class UserUpdate(_Input):
 class UserTierUpdate(_Input):
     """Moving a user to another tier."""
 
-    tier_id: int
+    tier_id: Int64
 
 
 class TierCreate(_Input):
@@ -91,8 +124,8 @@ class RateLimitCreate(_Input):
     path: Annotated[str, StringConstraints(min_length=1, max_length=255)] = Field(
         examples=["/api/v1/tasks/task"]
     )
-    limit: int = Field(ge=1, examples=[5])
-    period: int = Field(ge=1, examples=[86400])
+    limit: int = Field(ge=1, le=INT64_MAX, examples=[5])
+    period: int = Field(ge=1, le=INT64_MAX, examples=[86400])
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     # Sliding (default: never more than `limit` in any `period`) or fixed windows aligned to
     # multiples of `period` since the epoch (quotas reset at known instants).
@@ -103,8 +136,8 @@ class RateLimitUpdate(_Input):
     """A rule change: any of the create fields."""
 
     path: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
-    limit: int | None = Field(default=None, ge=1)
-    period: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=INT64_MAX)
+    period: int | None = Field(default=None, ge=1, le=INT64_MAX)
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     algorithm: Algorithm | None = None
 
@@ -194,7 +227,7 @@ class PageParams(BaseModel):
 
 
 async def page_params(
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=INT32_MAX)] = 1,
     items_per_page: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> PageParams:
     """Pagination query parameters."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Cookie, Form, Request, Response
 
 from gateway.deps import AppSettings, Auth, CurrentUser, Limits
 from gateway.errors import NO_STORE
-from gateway.schemas import Message, Password, Token
+from gateway.schemas import Message, Password, Text, Token
 from gateway.settings import Settings
 from meshplate_core.errors import ResourceExhaustedError
 from meshplate_core.tokens import InvalidTokenError
@@ -34,7 +34,7 @@ def _set_refresh_cookie(response: Response, token: str, settings: Settings) -> N
 
 @router.post("/api/v1/login")
 async def login(
-    username: Annotated[str, Form(min_length=1, max_length=254)],
+    username: Annotated[Text, Form(min_length=1, max_length=254)],
     password: Annotated[Password, Form()],
     request: Request,
     response: Response,

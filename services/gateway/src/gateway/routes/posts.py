@@ -11,6 +11,7 @@ from gateway.schemas import (
     Message,
     Page,
     PageParams,
+    PathInt64,
     PostCreate,
     PostRead,
     PostUpdate,
@@ -38,14 +39,14 @@ async def read_posts(username: str, users: Users, pages: Pages) -> Page[PostRead
 
 
 @router.get("/{username}/post/{post_id}")
-async def read_post(username: str, post_id: int, users: Users) -> PostRead:
+async def read_post(username: str, post_id: PathInt64, users: Users) -> PostRead:
     """One post of a user (404 when it is someone else's)."""
     return await users.get_post(post_id, plausible_username(username))
 
 
 @router.patch("/{username}/post/{post_id}")
 async def update_post(
-    username: str, post_id: int, body: PostUpdate, user: CurrentUser, users: Users
+    username: str, post_id: PathInt64, body: PostUpdate, user: CurrentUser, users: Users
 ) -> Message:
     """Change one's own post (or, as a superuser, anyone's)."""
     await users.update_post(user, post_id, plausible_username(username), body)
@@ -53,14 +54,16 @@ async def update_post(
 
 
 @router.delete("/{username}/post/{post_id}")
-async def delete_post(username: str, post_id: int, user: CurrentUser, users: Users) -> Message:
+async def delete_post(
+    username: str, post_id: PathInt64, user: CurrentUser, users: Users
+) -> Message:
     """Delete one's own post (soft)."""
     await users.delete_post(user, post_id, plausible_username(username), hard=False)
     return Message(message="Post deleted")
 
 
 @router.delete("/{username}/db_post/{post_id}")
-async def erase_post(username: str, post_id: int, admin: Superuser, users: Users) -> Message:
+async def erase_post(username: str, post_id: PathInt64, admin: Superuser, users: Users) -> Message:
     """Remove a post from the database."""
     await users.delete_post(admin, post_id, plausible_username(username), hard=True)
     return Message(message="Post deleted from the database")

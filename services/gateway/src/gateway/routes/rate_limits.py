@@ -12,6 +12,8 @@ from gateway.schemas import (
     Message,
     Page,
     PageParams,
+    PathInt64,
+    PathText,
     RateLimitCreate,
     RateLimitRead,
     RateLimitUpdate,
@@ -25,7 +27,7 @@ Pages = Annotated[PageParams, Depends(page_params)]
 
 @router.post("/tier/{tier_name}/rate_limit", status_code=status.HTTP_201_CREATED)
 async def create_rate_limit(
-    tier_name: str, body: RateLimitCreate, _admin: Superuser, users: Users, limits: Limits
+    tier_name: PathText, body: RateLimitCreate, _admin: Superuser, users: Users, limits: Limits
 ) -> RateLimitRead:
     """Add a rule to a tier."""
     tier = await users.get_tier(name=tier_name)
@@ -34,7 +36,7 @@ async def create_rate_limit(
 
 @router.get("/tier/{tier_name}/rate_limits")
 async def read_rate_limits(
-    tier_name: str, users: Users, limits: Limits, pages: Pages
+    tier_name: PathText, users: Users, limits: Limits, pages: Pages
 ) -> Page[RateLimitRead]:
     """A tier's rules, by id, a page at a time."""
     tier = await users.get_tier(name=tier_name)
@@ -44,7 +46,7 @@ async def read_rate_limits(
 
 @router.get("/tier/{tier_name}/rate_limit/{rule_id}")
 async def read_rate_limit(
-    tier_name: str, rule_id: int, users: Users, limits: Limits
+    tier_name: PathText, rule_id: PathInt64, users: Users, limits: Limits
 ) -> RateLimitRead:
     """One rule of a tier."""
     tier = await users.get_tier(name=tier_name)
@@ -53,8 +55,8 @@ async def read_rate_limit(
 
 @router.patch("/tier/{tier_name}/rate_limit/{rule_id}")
 async def update_rate_limit(
-    tier_name: str,
-    rule_id: int,
+    tier_name: PathText,
+    rule_id: PathInt64,
     body: RateLimitUpdate,
     _admin: Superuser,
     users: Users,
@@ -68,7 +70,7 @@ async def update_rate_limit(
 
 @router.delete("/tier/{tier_name}/rate_limit/{rule_id}")
 async def delete_rate_limit(
-    tier_name: str, rule_id: int, _admin: Superuser, users: Users, limits: Limits
+    tier_name: PathText, rule_id: PathInt64, _admin: Superuser, users: Users, limits: Limits
 ) -> Message:
     """Remove a rule."""
     tier = await users.get_tier(name=tier_name)

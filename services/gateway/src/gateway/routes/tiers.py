@@ -7,7 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from gateway.deps import Superuser, Users
-from gateway.schemas import Message, Page, PageParams, TierCreate, TierRead, page_params
+from gateway.schemas import (
+    Message,
+    Page,
+    PageParams,
+    PathText,
+    TierCreate,
+    TierRead,
+    page_params,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["tiers"])
 Pages = Annotated[PageParams, Depends(page_params)]
@@ -27,13 +35,13 @@ async def read_tiers(users: Users, pages: Pages) -> Page[TierRead]:
 
 
 @router.get("/tier/{name}")
-async def read_tier(name: str, users: Users) -> TierRead:
+async def read_tier(name: PathText, users: Users) -> TierRead:
     """One tier."""
     return await users.get_tier(name=name)
 
 
 @router.patch("/tier/{name}")
-async def update_tier(name: str, body: TierCreate, _admin: Superuser, users: Users) -> Message:
+async def update_tier(name: PathText, body: TierCreate, _admin: Superuser, users: Users) -> Message:
     """Rename a tier."""
     tier = await users.get_tier(name=name)
     await users.rename_tier(tier.id, body.name)
@@ -41,7 +49,7 @@ async def update_tier(name: str, body: TierCreate, _admin: Superuser, users: Use
 
 
 @router.delete("/tier/{name}")
-async def delete_tier(name: str, _admin: Superuser, users: Users) -> Message:
+async def delete_tier(name: PathText, _admin: Superuser, users: Users) -> Message:
     """Remove a tier that no user is on."""
     tier = await users.get_tier(name=name)
     await users.delete_tier(tier.id)
