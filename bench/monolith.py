@@ -70,13 +70,6 @@ def _groups(status: str) -> list[Group]:
     ]
 
 
-async def groups_if_up(kit: Path) -> list[Group]:
-    """The monolith's process groups when it is already up (so that it is known to be idle
-    while something else is measured), else none."""
-    code, status = await _run(kit, "status")
-    return _groups(status) if code == 0 else []
-
-
 async def _up(kit: Path) -> Monolith:
     code, status = await _run(kit, "status")
     assert code == 0, f"monolith.sh status:\n{status}"

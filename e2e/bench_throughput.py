@@ -14,8 +14,10 @@ clients' work too; of PostgreSQL only the stack's backends are counted). Memory 
 after start and after the loads. The references: `ref-http`, a bare FastAPI route on uvicorn
 (uvloop, httptools, one process per core like the gateway) in the project's environment, and `ref-grpc`, a bare grpc.aio server
 answering CheckLimit at once; each is loaded right before what is compared with it. The
-monolith (MONOLITH_KIT names the kit's folder; unset, its comparisons are skipped) is loaded
-alike once Meshplate has stopped. The load generator shares the machine's cores with the
+monolith (MONOLITH_KIT names the kit's folder; unset, its comparisons are skipped) runs beside
+Meshplate, each idle while the other is loaded, and each of its routes is loaded right after the
+Meshplate scenario compared with it, so that a ratio compares loads seconds apart, not the
+machine's state of different minutes. The load generator shares the machine's cores with the
 servers, so every figure is a floor, and ratios within one run are what the targets compare:
 absolute figures move from day to day. Everything is printed, then saved to bench/results/, then
 the missed targets fail the test.
@@ -23,6 +25,7 @@ the missed targets fail the test.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable, Sequence
 
@@ -43,7 +46,7 @@ from bench.meshplate import (
     second_worker,
     seed,
 )
-from bench.monolith import ADMIN, Monolith, groups_if_up, kit, monolith
+from bench.monolith import ADMIN, Monolith, kit, monolith
 from bench.procs import Group, Memory, rss, tree
 from bench.report import show, summary, write
 from bench.results import Run, Spec
@@ -57,8 +60,10 @@ ME = "/api/v1/user/me/"
 BUDGET_S = 1500
 
 
-async def _http(run: Run, mesh: Meshplate, quiet: Sequence[Group]) -> None:
-    """The HTTP scenarios, each as close in time as can be to what it is compared with."""
+async def _http(run: Run, mesh: Meshplate, mono: Monolith | None) -> None:
+    """The HTTP scenarios, each right before what it is compared with is loaded (the monolith's
+    counterpart right after it), so a ratio compares loads minutes apart at most."""
+    quiet = mono.groups if mono else []
     bearer = {"Authorization": f"Bearer {mesh.token}"}
     async with ref_http.serving() as (port, pid):
         url = f"http://127.0.0.1:{port}/health"
@@ -76,6 +81,8 @@ async def _http(run: Run, mesh: Meshplate, quiet: Sequence[Group]) -> None:
         ],
         quiet=quiet,
     )
+    if mono:
+        await _monolith_reads(run, mono, mesh, ["monolith-me"])
     logins = login(USERNAME, PASSWORD)
     await attempt(
         run,
@@ -88,20 +95,22 @@ async def _http(run: Run, mesh: Meshplate, quiet: Sequence[Group]) -> None:
         quiet=quiet,
     )
     posts, user = f"/api/v1/{USERNAME}/posts", f"/api/v1/user/{USERNAME}"
-    await get_each(
-        run,
-        "Meshplate",
-        groups,
-        [
-            ("me-envoy", f"GET {ME} through Envoy", f"{mesh.edge}{ME}", bearer),
-            ("posts", f"GET {posts}, anonymous", f"{gateway}{posts}", None),
-            ("user", f"GET {user}, anonymous", f"{gateway}{user}", None),
-        ],
-        quiet=quiet,
-    )
+    for key, title, url, headers, counterpart in (
+        ("me-envoy", f"GET {ME} through Envoy", f"{mesh.edge}{ME}", bearer, None),
+        ("posts", f"GET {posts}, anonymous", f"{gateway}{posts}", None, "monolith-posts"),
+        ("user", f"GET {user}, anonymous", f"{gateway}{user}", None, "monolith-user"),
+    ):
+        await get_each(run, "Meshplate", groups, [(key, title, url, headers)], quiet=quiet)
+        if mono and counterpart:
+            await _monolith_reads(run, mono, mesh, [counterpart])
     for n in (8, 16):
         spec = Spec(f"login-{n}", "POST /api/v1/login", n, post(gateway, logins, n))
         await attempt(run, "Meshplate", groups, spec, quiet=quiet)
+        if mono and n == 8:
+            spec = Spec(
+                "monolith-login-8", "POST /api/v1/login", 8, post(mono.url, login(*ADMIN), 8)
+            )
+            await attempt(run, "monolith", mono.groups, spec, quiet=mesh.groups)
 
 
 async def _grpc(run: Run, mesh: Meshplate, quiet: Sequence[Group]) -> None:
@@ -153,34 +162,29 @@ async def _writes(
         return {worker.name: (idle[worker.name], rss([worker])[worker.name])}
 
 
-async def _monolith(run: Run, mono: Monolith) -> None:
-    """The monolith's routes worth comparing (its README), loaded alike."""
-    idle = rss(mono.groups)
+async def _monolith_reads(run: Run, mono: Monolith, mesh: Meshplate, keys: Sequence[str]) -> None:
+    """The monolith's routes worth comparing (its README), loaded alike, Meshplate idle."""
     bearer = {"Authorization": f"Bearer {mono.token}"}
+    routes = {
+        "monolith-me": (f"GET {ME}", f"{mono.url}{ME}", bearer),
+        "monolith-posts": (
+            "GET /api/v1/admin/posts, anonymous",
+            f"{mono.url}/api/v1/admin/posts",
+            None,
+        ),
+        "monolith-user": (
+            "GET /api/v1/user/admin, anonymous",
+            f"{mono.url}/api/v1/user/admin",
+            None,
+        ),
+    }
     await get_each(
         run,
         "monolith",
         mono.groups,
-        [
-            ("monolith-me", f"GET {ME}", f"{mono.url}{ME}", bearer),
-            (
-                "monolith-posts",
-                "GET /api/v1/admin/posts, anonymous",
-                f"{mono.url}/api/v1/admin/posts",
-                None,
-            ),
-            (
-                "monolith-user",
-                "GET /api/v1/user/admin, anonymous",
-                f"{mono.url}/api/v1/user/admin",
-                None,
-            ),
-        ],
+        [(key, *routes[key]) for key in keys],
+        quiet=mesh.groups,
     )
-    spec = Spec("monolith-login-8", "POST /api/v1/login", 8, post(mono.url, login(*ADMIN), 8))
-    await attempt(run, "monolith", mono.groups, spec)
-    after = rss(mono.groups)
-    run.rss |= {name: (idle[name], after[name]) for name in idle}
 
 
 @pytest.fixture
@@ -195,27 +199,33 @@ async def test_meshplate_meets_the_targets_of_issue_11(
     ensure_wrk()
     with cancelled_by_sigterm():
         when, run, folder = datetime.datetime.now(), Run(), kit()
-        # A monolith already up is left running, and must be idle while Meshplate is measured.
-        quiet = await groups_if_up(folder) if folder else []
-        async with meshplate(flushed_redis, database_urls) as mesh:
-            if mesh.missing:
-                run.errors.append(f"not running: {mesh.missing}:\n{output(mesh.stack)}")
-            run.facts |= {f"Meshplate's {name}": where for name, where in mesh.servers.items()}
-            idle = rss(mesh.groups)
-            await seed(mesh)
-            await _http(run, mesh, quiet)
-            await _grpc(run, mesh, quiet)
-            second = await _writes(run, mesh, quiet, database_urls["users"])
-            after = rss(mesh.groups)
-            run.rss |= {name: (idle[name], after[name]) for name in idle} | second
-        if mesh.exit_code != 0:
-            run.errors.append(f"the runner stopped with {mesh.exit_code}:\n{output(mesh.stack)}")
-        if folder:
-            try:
-                async with monolith(folder) as mono:
-                    await _monolith(run, mono)
-            except Exception as exc:  # Meshplate's figures are reported all the same
-                run.errors.append(f"the monolith: {exc!r}"[:2000])
+        async with contextlib.AsyncExitStack() as stack:
+            mono: Monolith | None = None
+            if folder:
+                try:
+                    mono = await stack.enter_async_context(monolith(folder))
+                except Exception as exc:  # Meshplate's figures are reported all the same
+                    run.errors.append(f"the monolith: {exc!r}"[:2000])
+            quiet = mono.groups if mono else []
+            mono_idle = rss(mono.groups) if mono else {}
+            async with meshplate(flushed_redis, database_urls) as mesh:
+                if mesh.missing:
+                    run.errors.append(f"not running: {mesh.missing}:\n{output(mesh.stack)}")
+                run.facts |= {f"Meshplate's {name}": where for name, where in mesh.servers.items()}
+                idle = rss(mesh.groups)
+                await seed(mesh)
+                await _http(run, mesh, mono)
+                await _grpc(run, mesh, quiet)
+                second = await _writes(run, mesh, quiet, database_urls["users"])
+                after = rss(mesh.groups)
+                run.rss |= {name: (idle[name], after[name]) for name in idle} | second
+            if mesh.exit_code != 0:
+                run.errors.append(
+                    f"the runner stopped with {mesh.exit_code}:\n{output(mesh.stack)}"
+                )
+            if mono:
+                mono_after = rss(mono.groups)
+                run.rss |= {name: (mono_idle[name], mono_after[name]) for name in mono_idle}
     targets = check(run, monolith=folder is not None)
     run.facts |= {f"error {n}": error for n, error in enumerate(run.errors, 1)}
     text = summary(run, targets, when=when)
