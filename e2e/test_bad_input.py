@@ -126,3 +126,24 @@ async def test_text_beyond_the_basic_plane_is_still_text(stack: Stack) -> None:
 
     assert created.status_code == 201, created.text
     assert read.json()["text"] == "\U0001f600 ok"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("OPTIONS", "/api/v1/tier/free", "DELETE, GET, PATCH"),
+        ("PUT", "/api/v1/tier/free", "DELETE, GET, PATCH"),
+        ("PUT", "/api/v1/ann/post/1", "DELETE, GET, PATCH"),
+        ("POST", "/api/v1/user/ann", "DELETE, GET, PATCH"),
+        ("PUT", "/api/v1/tier/free/rate_limit/1", "DELETE, GET, PATCH"),
+        ("DELETE", "/api/v1/users", "GET"),
+    ],
+)
+async def test_a_method_a_path_lacks_is_405_naming_every_method_it_has(
+    stack: Stack, method: str, path: str, allowed: str
+) -> None:
+    async with stack.client() as client:
+        response = await client.request(method, path)
+
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allowed

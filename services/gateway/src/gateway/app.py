@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from gateway.caching import CacheHeadersMiddleware
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
@@ -82,7 +83,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     response = await http_exception_handler(request, exc)
     response.headers.update(NO_STORE)
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed(request)
     return response
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path. Starlette names only the methods of the
+    first route whose path matched (each method of a path is a route of its own)."""
+    # A scope of its own: the request's carries what routing left in it for the route it chose.
+    scope = {"type": "http", "path": request.url.path, "root_path": "", "method": request.method}
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
