@@ -4,6 +4,7 @@ beyond the protos' integer ranges, text that no store can hold (NUL, lone surrog
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -147,3 +148,29 @@ async def test_a_method_a_path_lacks_is_405_naming_every_method_it_has(
 
     assert response.status_code == 405, response.text
     assert response.headers["allow"] == allowed
+
+
+async def test_a_body_over_a_mebibyte_is_413_at_the_gateway_itself(stack: Stack) -> None:
+    big = b'{"name": "' + b"x" * (1024 * 1024) + b'"}'
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    async with stack.client(stack.gateway_url) as client:
+        declared = await client.post(
+            "/api/v1/user", content=big, headers={"content-type": "application/json"}
+        )
+        chunked = await client.post(
+            "/api/v1/user", content=chunks(), headers={"content-type": "application/json"}
+        )
+        under = await client.post(
+            "/api/v1/user",
+            content=b'{"name": "' + b"x" * (1000 * 1024) + b'"}',
+            headers={"content-type": "application/json"},
+        )
+
+    assert (declared.status_code, chunked.status_code) == (413, 413)
+    assert declared.json() == {"detail": "Request body larger than 1048576 bytes."}
+    assert "x-request-id" in declared.headers
+    assert under.status_code == 422

@@ -28,7 +28,7 @@ from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, hand
 from gateway.identity import Authenticator
 from gateway.limiting import RateLimitMiddleware
 from gateway.metrics import MetricsMiddleware, metrics_route
-from gateway.middleware import RequestIdMiddleware
+from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.reads import ReadModel
 from gateway.revocations import RevocationList
 from gateway.routes import auth, health, posts, rate_limits, tasks, tiers, users
@@ -235,6 +235,8 @@ def create_app(settings: Settings) -> FastAPI:
         trusted_proxies=settings.trusted_proxies,
         fail_open=settings.ratelimit_fail_open,
     )
+    # Before anything reads a body (a declared oversize one is refused without a limiter call).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outside the limiter and the cache headers: every answer, a 304 included, carries the
     # request id (only the metrics middleware, added below, is further out).
     app.add_middleware(RequestIdMiddleware)

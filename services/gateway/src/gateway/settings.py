@@ -37,6 +37,8 @@ class Settings(ServiceSettings):
     job_ttl_s: int = Field(
         default=86400, ge=1, validation_alias=AliasChoices("GATEWAY_JOB_TTL_S", "JOB_TTL_S")
     )
+    # Largest request body accepted (413 beyond it): Envoy's limit, for a gateway reached directly.
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
     # max-age of anonymous reads of public resources.
     client_cache_max_age: int = Field(default=60, ge=0, validation_alias="CLIENT_CACHE_MAX_AGE")
     # Must match auth's AUTH_ISSUER / AUTH_AUDIENCE.
