@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+from pathlib import Path
 
 import httpx
 
@@ -104,3 +106,21 @@ async def test_runner_without_redis_says_so_in_one_line() -> None:
     assert code == 1
     assert len(runner.raw) == 1
     assert runner.raw[0].startswith("run: no Redis answers at redis://127.0.0.1:")
+
+
+async def test_ctrl_c_stops_everything_cleanly_and_leaves_nothing_behind(
+    flushed_redis: str, tmp_path: Path
+) -> None:
+    started = runner(flushed_redis, USERS_ARGON2_TIME_COST="1", TMPDIR=str(tmp_path))
+    process, ports = started.process, started.ports
+    await process.start()
+    try:
+        await process.wait_for_output("Meshplate is up", timeout_s=60)
+    finally:
+        code = await process.interrupt(timeout_s=30)
+
+    assert code == 0, process.output()
+    assert not [line for line in process.raw if "stopped with code" in line]
+    assert not any(_listening(port) for port in ports.values())
+    # The edge's config, written for this run, went with it.
+    assert os.listdir(tmp_path) == []

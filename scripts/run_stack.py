@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,7 +88,12 @@ def _relay(name: str, stream: IO[bytes]) -> None:
 
 
 def _start(name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A process group of its own: Ctrl-C in the terminal reaches the runner only, which stops
+    # every child in order with SIGTERM (a child interrupted twice, by the terminal's SIGINT and
+    # then the runner's SIGTERM, could die of the second in the middle of its shutdown).
+    child = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0
+    )
     assert child.stdout is not None
     threading.Thread(target=_relay, args=(name, child.stdout), daemon=True).start()
     return child
@@ -114,6 +120,8 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> int:
             print(f"run: {name} did not stop in {STOP_TIMEOUT_S:.0f} s, killing it")  # noqa: T201
             child.kill()
             code = child.wait()
+        if code != 0:
+            print(f"run: {name} stopped with code {code}", flush=True)  # noqa: T201
         worst = worst or code
     return worst
 
@@ -152,40 +160,44 @@ def main() -> int:
         )
     )
     commands["envoy"] = envoy_command(edge_config)
-    children = {
-        name: _start(name, argv, {**OWN_ENVIRONMENT.get(name, {}), **env})
-        for name, argv in commands.items()
-    }
-    base = f"http://{edge_host}:{edge_port}"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not stopping.is_set() and not _ready(f"{base}/health/ready"):
-        if time.monotonic() > deadline:
-            print(f"run: {base}/health/ready not 200 after {READY_TIMEOUT_S:.0f} s")  # noqa: T201
-            _stop(children)
-            return 1
-        time.sleep(0.2)
-    if not stopping.is_set():
-        print(  # noqa: T201
-            f"\nMeshplate is up, behind Envoy at {base}: REST API {base}/api/v1  docs {base}/docs  "
-            f"readiness {base}/health/ready\n(the gateway itself: "
-            f"http://{gateway.host}:{gateway.port}; worker http://{worker.http_host}:"
-            f"{worker.http_port}/health)"
-            + (
-                f"  e-mails printed by 'mail' ({worker.smtp_host}:{worker.smtp_port})"
-                if mail_sink
-                else ""
+    try:
+        children = {
+            name: _start(name, argv, {**OWN_ENVIRONMENT.get(name, {}), **env})
+            for name, argv in commands.items()
+        }
+        base = f"http://{edge_host}:{edge_port}"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not stopping.is_set() and not _ready(f"{base}/health/ready"):
+            if time.monotonic() > deadline:
+                print(f"run: {base}/health/ready not 200 after {READY_TIMEOUT_S:.0f} s")  # noqa: T201
+                _stop(children)
+                return 1
+            time.sleep(0.2)
+        if not stopping.is_set():
+            print(  # noqa: T201
+                f"\nMeshplate is up, behind Envoy at {base}: REST API {base}/api/v1  docs {base}/docs  "
+                f"readiness {base}/health/ready\n(the gateway itself: "
+                f"http://{gateway.host}:{gateway.port}; worker http://{worker.http_host}:"
+                f"{worker.http_port}/health)"
+                + (
+                    f"  e-mails printed by 'mail' ({worker.smtp_host}:{worker.smtp_port})"
+                    if mail_sink
+                    else ""
+                )
+                + "\nCtrl-C stops everything.\n",
+                flush=True,
             )
-            + "\nCtrl-C stops everything.\n",
-            flush=True,
-        )
-    reported: set[str] = set()
-    while not stopping.wait(0.5):
-        for name, child in children.items():
-            if child.poll() is not None and name not in reported:
-                reported.add(name)
-                print(f"run: {name} exited with code {child.returncode}", flush=True)  # noqa: T201
-    print("run: stopping every service", flush=True)  # noqa: T201
-    return _stop(children)
+        reported: set[str] = set()
+        while not stopping.wait(0.5):
+            for name, child in children.items():
+                if child.poll() is not None and name not in reported:
+                    reported.add(name)
+                    print(f"run: {name} exited with code {child.returncode}", flush=True)  # noqa: T201
+        print("run: stopping every service", flush=True)  # noqa: T201
+        return _stop(children)
+    finally:
+        # The edge's config was written for this run only.
+        shutil.rmtree(edge_config.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ class ServiceProcess:
             cwd=tempfile.mkdtemp(prefix="meshplate-"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            # A process group of its own, as a command started from a terminal: `interrupt`
+            # reaches it and its children, never the tests.
+            process_group=0,
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -101,6 +104,13 @@ class ServiceProcess:
             self._process.kill()
             await self._process.wait()
             raise
+
+    async def interrupt(self, *, timeout_s: float) -> int:
+        """Ctrl-C in its terminal: SIGINT to its whole process group; the exit code."""
+        assert self._process is not None
+        if self._process.returncode is None:
+            os.killpg(self._process.pid, signal.SIGINT)
+        return await self.wait(timeout_s=timeout_s)
 
     async def kill(self) -> int:
         """Send SIGKILL (a crash: no clean-up runs) and return once the process is gone."""
