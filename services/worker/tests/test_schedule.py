@@ -60,3 +60,35 @@ async def test_a_schedule_of_zero_is_off(flushed_redis: str) -> None:
     await store.close()
 
     assert length == 0
+
+
+async def test_schedules_begin_once_their_services_can_be_reached(flushed_redis: str) -> None:
+    reachable = asyncio.Event()
+    kept: list[str] = []
+
+    async def housekeeping() -> None:
+        kept.append("kept")
+
+    store = JobStore(redis.Redis.from_url(flushed_redis), ttl_s=60)
+    scheduler = Scheduler(
+        store,
+        [Schedule("purge-expired", 3600, lambda id_: PurgeRequested(event_id=id_))],
+        housekeeping=housekeeping,
+        housekeeping_s=0.05,
+        tick_s=0.05,
+        ready=reachable.wait,
+    )
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.3)
+    before = await store.redis.xlen(PurgeRequested.STREAM)
+    reachable.set()
+    async with asyncio.timeout(5):
+        while not await store.redis.xlen(PurgeRequested.STREAM):
+            await asyncio.sleep(0.05)
+    scheduler.stop()
+    await task
+    await store.close()
+
+    assert before == 0
+    # Housekeeping (this consumer saying it is alive) did not wait.
+    assert kept

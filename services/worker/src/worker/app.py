@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
@@ -66,6 +67,11 @@ def mailer(settings: Settings) -> Mailer:
             ),
         )
     )
+
+
+async def _reachable(*peers: Peer) -> None:
+    """Once every peer can be reached (what the scheduled jobs call)."""
+    await asyncio.gather(*(peer.ready() for peer in peers))
 
 
 def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = None) -> Worker:
@@ -142,6 +148,7 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
         ],
         housekeeping=housekeeping,
         housekeeping_s=settings.trim_interval_s,
+        ready=partial(_reachable, auth, users),
         # Ticks at least as often as housekeeping is due, so a process says it is alive well
         # within the three rounds its word lasts.
         tick_s=min(1.0, settings.trim_interval_s) if settings.trim_interval_s > 0 else 1.0,

@@ -49,6 +49,10 @@ class Peer:
             )
         return self._channel
 
+    async def ready(self) -> None:
+        """Once the service can be reached (its channel connected)."""
+        await self.channel().channel_ready()
+
     async def close(self) -> None:
         """Close the channel, if it was opened."""
         if self._channel is not None:

@@ -3,7 +3,9 @@
 Every process runs the scheduler. A slot's job is named `<name>-<slot>` and enqueued only if no
 record of it exists yet (one script: check, record, append), so however many processes try, the
 slot runs once; a process that could not reach Redis tries again on its next tick. The job then
-goes through its stream like any other, with retries and the dead-letter stream.
+goes through its stream like any other, with retries and the dead-letter stream. The first tick
+waits until the services the jobs call can be reached (`ready`): at start they come up beside the
+worker, and a first run before them would only fail once and wait for its retry.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Schedule:
 
 class Scheduler:
     """Enqueues each schedule's job once per slot, and runs `housekeeping` every
-    `housekeeping_s` (0: never), until stopped."""
+    `housekeeping_s` (0: never), until stopped; the schedules begin once `ready` returns."""
 
     def __init__(
         self,
@@ -45,6 +47,7 @@ class Scheduler:
         housekeeping: Callable[[], Awaitable[object]] | None = None,
         housekeeping_s: float = 0.0,
         tick_s: float = 1.0,
+        ready: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._jobs = jobs
         self._schedules = [schedule for schedule in schedules if schedule.interval_s > 0]
@@ -54,6 +57,7 @@ class Scheduler:
         self._housekeeping_s = housekeeping_s
         self._housekept_at = 0.0
         self._stopping = asyncio.Event()
+        self._ready = ready
 
     def stop(self) -> None:
         """Return from `run` after the current tick."""
@@ -61,12 +65,19 @@ class Scheduler:
 
     async def run(self) -> None:
         """Until stopped: every tick, claim and enqueue the slots that have begun."""
-        while not self._stopping.is_set():
-            for schedule in self._schedules:
-                await self._maybe_enqueue(schedule)
-            await self._maybe_housekeep()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._tick_s)
+        ready = asyncio.ensure_future(self._ready()) if self._ready is not None else None
+        try:
+            while not self._stopping.is_set():
+                # Housekeeping from the start (it says this consumer is alive); jobs once ready.
+                if ready is None or (ready.done() and not ready.cancelled()):
+                    for schedule in self._schedules:
+                        await self._maybe_enqueue(schedule)
+                await self._maybe_housekeep()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self._tick_s)
+        finally:
+            if ready is not None:
+                ready.cancel()
 
     async def _maybe_housekeep(self) -> None:
         if (
