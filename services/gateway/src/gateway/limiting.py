@@ -11,7 +11,6 @@ the request state, so routes do not verify the token again.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.clients import RateLimitClient
 from gateway.clients.ratelimit import Verdict
 from gateway.identity import Authenticator
+from gateway.middleware import answer
 from meshplate_core.errors import DomainError
 from meshplate_core.interceptors import DOMAIN_ERROR_KEY
 
@@ -97,11 +97,11 @@ class RateLimitMiddleware:
             if self.fail_open and not decided:
                 await self.app(scope, receive, send)
             else:
-                await _answer(send, 503, {"detail": "Service unavailable"}, {})
+                await answer(send, 503, {"detail": "Service unavailable"}, {})
             return
         if not verdict.allowed:
             extra = {**rate_headers(verdict), "Retry-After": str(max(1, verdict.retry_after_s))}
-            await _answer(send, 429, {"detail": "Rate limit exceeded."}, extra)
+            await answer(send, 429, {"detail": "Rate limit exceeded."}, extra)
             return
 
         async def labelled(message: Message) -> None:
@@ -126,15 +126,3 @@ class RateLimitMiddleware:
                 state["principal"] = claims
                 return f"user:{claims.user_id}", claims.tier_id
         return f"ip:{state['client_ip']}", None
-
-
-async def _answer(send: Send, status: int, body: object, headers: dict[str, str]) -> None:
-    payload = json.dumps(body).encode()
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-        *((name.lower().encode(), value.encode()) for name, value in headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})

@@ -82,20 +82,9 @@ class BodyLimitMiddleware:
         await self.app(scope, _replay([whole], receive), send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"Request body larger than {self.max_bytes} bytes."})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})
+        # What is left of the body is not read: the connection cannot serve another request.
+        detail = f"Request body larger than {self.max_bytes} bytes."
+        await answer(send, 413, {"detail": detail}, {"Connection": "close"})
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -106,3 +95,16 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replayed
+
+
+async def answer(send: Send, status: int, body: object, headers: dict[str, str]) -> None:
+    """A JSON answer, never cached, from a middleware that answers before any route."""
+    payload = json.dumps(body).encode()
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"),
+        *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
