@@ -121,24 +121,16 @@ async def _stored_hash(engine: AsyncEngine, user_id: int) -> str:
         return str(result.scalar_one())
 
 
-async def test_bcrypt_hash_is_accepted_and_upgraded_to_argon2id(
-    users: UsersServiceAsyncStub, engine: AsyncEngine
+@pytest.mark.parametrize(
+    "outdated",
+    [bcrypt.using(rounds=4).hash(PASSWORD), OLDER_ARGON2.hash(PASSWORD)],
+    ids=["bcrypt", "older-argon2"],
+)
+async def test_an_outdated_hash_is_accepted_and_upgraded_on_login(
+    users: UsersServiceAsyncStub, engine: AsyncEngine, outdated: str
 ) -> None:
     ann = await _sign_up(users)
-    await _set_hash(engine, ann.id, bcrypt.using(rounds=4).hash(PASSWORD))
-
-    await users.VerifyCredentials(
-        users_pb2.VerifyCredentialsRequest(username_or_email="ann", password=PASSWORD)
-    )
-
-    assert (await _stored_hash(engine, ann.id)).startswith(CURRENT_ARGON2)
-
-
-async def test_argon2_hash_with_older_parameters_is_upgraded_on_login(
-    users: UsersServiceAsyncStub, engine: AsyncEngine
-) -> None:
-    ann = await _sign_up(users)
-    await _set_hash(engine, ann.id, OLDER_ARGON2.hash(PASSWORD))
+    await _set_hash(engine, ann.id, outdated)
 
     await users.VerifyCredentials(
         users_pb2.VerifyCredentialsRequest(username_or_email="ann", password=PASSWORD)
