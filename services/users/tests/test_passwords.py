@@ -17,7 +17,7 @@ from users.passwords import SHARE_OF_DEADLINE, PasswordHasher
 CURRENT = "$argon2id$v=19$m=7168,t=5,p=1$"
 
 
-def _hasher(*, concurrency: int = 1, nice: int = 10) -> PasswordHasher:
+def _hasher(*, concurrency: int = 1, nice: int = 10, idle: bool = False) -> PasswordHasher:
     # The production cost.
     return PasswordHasher(
         time_cost=5,
@@ -25,8 +25,18 @@ def _hasher(*, concurrency: int = 1, nice: int = 10) -> PasswordHasher:
         parallelism=1,
         concurrency=concurrency,
         nice=nice,
+        idle=idle,
         default_deadline_s=5.0,
     )
+
+
+async def _hashing_threads(hasher: PasswordHasher) -> list[int]:
+    # The native ids of the threads that hashed two passwords at once.
+    before = set(threading.enumerate())
+    await asyncio.gather(hasher.hash("a"), hasher.hash("b"))
+    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("password")]
+    assert threads
+    return [t.native_id or 0 for t in threads]
 
 
 def _room_for(hasher: PasswordHasher, checks: float) -> float:
@@ -59,15 +69,24 @@ async def test_a_hash_with_older_parameters_is_replaced_on_a_good_password_only(
 
 @pytest.mark.skipif(sys.platform != "linux", reason="niceness is per thread on Linux only")
 async def test_hashing_threads_run_at_a_lower_cpu_priority() -> None:
-    before = set(threading.enumerate())
     hasher = _hasher(concurrency=2, nice=7)
 
-    await asyncio.gather(hasher.hash("a"), hasher.hash("b"))
+    threads = await _hashing_threads(hasher)
 
-    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("password")]
-    assert threads
-    assert all(t.native_id is not None for t in threads)
-    assert {os.getpriority(os.PRIO_PROCESS, t.native_id or 0) for t in threads} == {7}
+    assert {os.getpriority(os.PRIO_PROCESS, thread) for thread in threads} == {7}
+    assert {os.sched_getscheduler(thread) for thread in threads} == {os.SCHED_OTHER}
+    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
+    hasher.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SCHED_IDLE is Linux's")
+async def test_hashing_threads_can_run_only_on_idle_cpu_time() -> None:
+    hasher = _hasher(concurrency=2, idle=True)
+
+    threads = await _hashing_threads(hasher)
+
+    assert {os.sched_getscheduler(thread) for thread in threads} == {os.SCHED_IDLE}
+    assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
     hasher.close()
 
 

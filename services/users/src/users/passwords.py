@@ -31,14 +31,21 @@ SHARE_OF_DEADLINE = 0.5
 _SMOOTHING = 0.2
 
 
-def _lower_priority(nice: int) -> None:
-    # Linux schedules threads, and their niceness is their own: raising this one's lets the
-    # event loop (reads) preempt hashing. Elsewhere PRIO_PROCESS would mean the whole process.
-    if nice and sys.platform == "linux":
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        except OSError as exc:
-            log.warning("password hashing keeps its CPU priority: %s", exc)
+def _lower_priority(nice: int, idle: bool) -> None:
+    # Linux schedules threads, and their policy and niceness are their own: lowering this one's
+    # lets the event loop (reads) preempt hashing. Elsewhere PRIO_PROCESS would mean the whole
+    # process. SCHED_IDLE: the thread runs on CPU time no other thread wants, and a waking
+    # thread of any other policy preempts it at once (niceness only weighs the shares).
+    if sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    try:
+        if idle:
+            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        elif nice:
+            os.setpriority(os.PRIO_PROCESS, thread, nice)
+    except OSError as exc:
+        log.warning("password hashing keeps its CPU priority: %s", exc)
 
 
 def _timed(work: Callable[..., T], *args: str) -> tuple[T, float]:
@@ -51,8 +58,8 @@ class PasswordHasher:
     """Hashes and verifies passwords in worker threads, so a burst of them never stalls the loop.
 
     At most `concurrency` run at once (more would only share the same cores), in threads of
-    niceness `nice`, so that on a busy machine reads are served before hashes (argon2 releases
-    the GIL: the threads hash in parallel). A check waits for its turn only when it can be done
+    Linux's SCHED_IDLE policy when `idle`, else of niceness `nice`, so that on a busy machine
+    reads are served before hashes (argon2 releases the GIL: the threads hash in parallel). A check waits for its turn only when it can be done
     within SHARE_OF_DEADLINE of its caller's remaining time (`time_left_s`, else
     `default_deadline_s`), judged from the number of checks ahead of it, the concurrency and a
     running average of the measured hash time; otherwise it is refused at once
@@ -75,6 +82,7 @@ class PasswordHasher:
         parallelism: int,
         concurrency: int,
         nice: int,
+        idle: bool = False,
         default_deadline_s: float,
     ) -> None:
         self._context = CryptContext(
@@ -94,7 +102,7 @@ class PasswordHasher:
             max_workers=concurrency,
             thread_name_prefix="password",
             initializer=_lower_priority,
-            initargs=(nice,),
+            initargs=(nice, idle),
         )
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting = 0

@@ -41,6 +41,7 @@ def hasher_for(settings: Settings) -> PasswordHasher:
         parallelism=settings.argon2_parallelism,
         concurrency=settings.password_concurrency,
         nice=settings.password_nice,
+        idle=settings.password_idle,
         default_deadline_s=settings.password_default_deadline_s,
     )
 

@@ -41,10 +41,13 @@ class Settings(GrpcServiceSettings):
     argon2_memory_cost_kib: int = Field(default=7168, ge=7168)
     argon2_parallelism: int = Field(default=1, ge=1)
     # Password checks (logins, sign-ups) hashing at once (default: one per core), in threads of
-    # this niceness so that reads are served first on a busy machine. A check waits only if it
+    # Linux's SCHED_IDLE policy (`password_idle`: they hash on CPU time nothing else wants, and
+    # any other thread preempts them at once) or else of `password_nice`, so that on a busy
+    # machine reads are served first (docs/users.md has the measurements). A check waits only if it
     # can be done within half of its caller's deadline (`password_default_deadline_s` when
     # the caller sets none), judged from the checks ahead, the concurrency and the measured hash
     # time; otherwise it is refused at once (RESOURCE_EXHAUSTED, 429 with Retry-After).
     password_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    password_idle: bool = True
     password_nice: int = Field(default=10, ge=0, le=19)
     password_default_deadline_s: float = Field(default=5.0, gt=0)
