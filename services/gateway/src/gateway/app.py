@@ -33,6 +33,7 @@ from gateway.reads import ReadModel
 from gateway.revocations import RevocationList
 from gateway.routes import auth, health, posts, rate_limits, tasks, tiers, users
 from gateway.routes.docs import docs_router
+from gateway.routing import index_routes
 from gateway.settings import Settings
 from meshplate.auth.v1 import auth_pb2
 from meshplate.ratelimit.v1 import ratelimit_pb2
@@ -266,4 +267,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes.append(metrics_route(registry))
     if (docs := docs_router(app, settings.environment)) is not None:
         app.include_router(docs)
+    index_routes(app.router)
     return app

@@ -16,6 +16,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _CACHED_PREFIXES = ("/api/v1/",)
+_PRIVATE = b"private, no-cache"
+_VARY = b"vary"
 
 
 def etag_of(body: bytes) -> str:
@@ -35,7 +37,7 @@ class CacheHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, *, max_age_s: int) -> None:
         self.app = app
-        self.public = f"public, max-age={max_age_s}"
+        self.public = f"public, max-age={max_age_s}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(_CACHED_PREFIXES):
@@ -43,7 +45,7 @@ class CacheHeadersMiddleware:
             return
         request = Headers(scope=scope)
         authenticated = "authorization" in request
-        audience = "private, no-cache" if authenticated else self.public
+        audience = _PRIVATE if authenticated else self.public
         if scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, self._label(send, authenticated))
             return
@@ -77,25 +79,21 @@ class CacheHeadersMiddleware:
         return labelled
 
     async def _finish(
-        self, start: Message, body: bytes, request: Headers, audience: str, send: Send
+        self, start: Message, body: bytes, request: Headers, audience: bytes, send: Send
     ) -> None:
-        headers = MutableHeaders(scope=start)
-        if start["status"] != 200 or "cache-control" in headers:
+        raw: list[tuple[bytes, bytes]] = list(start.get("headers", ()))
+        if start["status"] != 200 or any(name == b"cache-control" for name, _ in raw):
             await send(start)
             await send({"type": "http.response.body", "body": body})
             return
+        # Appended as they are: no route sets an ETag or a Vary of its own.
         etag = etag_of(body)
-        headers["ETag"] = etag
-        headers["Cache-Control"] = audience
-        headers.append("Vary", "Authorization")
+        raw += [(b"etag", etag.encode()), (b"cache-control", audience), (_VARY, b"Authorization")]
         if _matches(request.get("if-none-match"), etag):
-            not_modified = MutableHeaders(
-                raw=[
-                    (k, v) for k, v in headers.raw if k not in (b"content-length", b"content-type")
-                ]
-            )
-            await send({"type": "http.response.start", "status": 304, "headers": not_modified.raw})
+            kept = [(k, v) for k, v in raw if k not in (b"content-length", b"content-type")]
+            await send({"type": "http.response.start", "status": 304, "headers": kept})
             await send({"type": "http.response.body", "body": b""})
             return
+        start["headers"] = raw
         await send(start)
         await send({"type": "http.response.body", "body": body})

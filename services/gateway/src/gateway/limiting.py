@@ -10,12 +10,13 @@ the request state, so routes do not verify the token again.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Sequence
 
 import grpc
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.clients import RateLimitClient
@@ -31,26 +32,31 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LIMITED_PREFIX = "/api/v1/"
 
 
-def trusted_networks(entries: Sequence[str]) -> list[Network]:
-    """Parse the trusted proxies setting (addresses or CIDR blocks)."""
-    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip()]
+class TrustedProxies:
+    """The trusted proxies setting (addresses or CIDR blocks), and which peers are among them;
+    a peer's answer is kept (the same few proxies, or clients, connect again and again)."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.networks: list[Network] = [
+            ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip()
+        ]
+        self.trust = functools.lru_cache(maxsize=4096)(self._trust)
+
+    def _trust(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
 
 
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in trusted)
-
-
-def client_ip(scope: Scope, headers: Headers, trusted: Sequence[Network]) -> str:
+def client_ip(scope: Scope, headers: Headers, trusted: TrustedProxies) -> str:
     """The client's address: the peer's, unless the peer is a trusted proxy (Envoy); then the
     last `X-Forwarded-For` entry, the one that proxy appended. Every earlier entry came from the
     client and could be anything, even an address inside the trusted ranges."""
     client = scope.get("client")
     peer = client[0] if client else "unknown"
-    if not _is_trusted(peer, trusted):
+    if not trusted.trust(peer):
         return peer
     hops = [hop.strip() for hop in headers.get("x-forwarded-for", "").split(",") if hop.strip()]
     return hops[-1] if hops else peer
@@ -76,7 +82,7 @@ class RateLimitMiddleware:
 
     def __init__(self, app: ASGIApp, *, trusted_proxies: Sequence[str], fail_open: bool) -> None:
         self.app = app
-        self.trusted = trusted_networks(trusted_proxies)
+        self.trusted = TrustedProxies(trusted_proxies)
         self.fail_open = fail_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,9 +110,14 @@ class RateLimitMiddleware:
             await answer(send, 429, {"detail": "Rate limit exceeded."}, extra)
             return
 
+        # Appended as they are: nothing inside sets these headers.
+        labels = [
+            (name.lower().encode(), value.encode()) for name, value in rate_headers(verdict).items()
+        ]
+
         async def labelled(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(rate_headers(verdict))
+                message["headers"] = [*message.get("headers", ()), *labels]
             await send(message)
 
         await self.app(scope, receive, labelled)

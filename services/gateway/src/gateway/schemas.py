@@ -210,10 +210,10 @@ class Page(BaseModel, Generic[T]):
 
 
 class PageParams(BaseModel):
-    """Which page: `page` >= 1, `items_per_page` 1..100."""
+    """Which page: `page` >= 1, `items_per_page` 1..100 (the query parameters of a list)."""
 
-    page: int
-    items_per_page: int
+    page: Annotated[int, Field(ge=1, le=INT32_MAX)] = 1
+    items_per_page: Annotated[int, Field(ge=1, le=100)] = 10
 
     def of(self, data: list[T], total_count: int) -> Page[T]:
         """The page answer for these items."""
@@ -226,9 +226,5 @@ class PageParams(BaseModel):
         )
 
 
-async def page_params(
-    page: Annotated[int, Query(ge=1, le=INT32_MAX)] = 1,
-    items_per_page: Annotated[int, Query(ge=1, le=100)] = 10,
-) -> PageParams:
-    """Pagination query parameters."""
-    return PageParams(page=page, items_per_page=items_per_page)
+# A list route's pagination, read from the query as one model (no dependency to solve).
+Pages = Annotated[PageParams, Query()]

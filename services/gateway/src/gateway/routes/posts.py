@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
 from gateway.deps import CurrentUser, Superuser, Users, plausible_username
 from gateway.schemas import (
     Message,
     Page,
-    PageParams,
+    Pages,
     PathInt64,
     PostCreate,
     PostRead,
     PostUpdate,
-    page_params,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["posts"])
-Pages = Annotated[PageParams, Depends(page_params)]
 
 
 @router.post("/{username}/post", status_code=status.HTTP_201_CREATED)

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
 from gateway.deps import Limits, Superuser, Users
 from gateway.routes.users import read_user_or_404
 from gateway.schemas import (
     Message,
     Page,
-    PageParams,
+    Pages,
     PathInt64,
     PathText,
     RateLimitCreate,
     RateLimitRead,
     RateLimitUpdate,
     UserRateLimitsRead,
-    page_params,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["rate limits"])
-Pages = Annotated[PageParams, Depends(page_params)]
 
 
 @router.post("/tier/{tier_name}/rate_limit", status_code=status.HTTP_201_CREATED)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
 from gateway.deps import Superuser, Users
 from gateway.schemas import (
     Message,
     Page,
-    PageParams,
+    Pages,
     PathText,
     TierCreate,
     TierRead,
-    page_params,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["tiers"])
-Pages = Annotated[PageParams, Depends(page_params)]
 
 
 @router.post("/tier", status_code=status.HTTP_201_CREATED)

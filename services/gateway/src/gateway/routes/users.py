@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
 from gateway.deps import (
     Auth,
@@ -19,18 +17,16 @@ from gateway.deps import (
 from gateway.schemas import (
     Message,
     Page,
-    PageParams,
+    Pages,
     UserCreate,
     UserRead,
     UserTierRead,
     UserTierUpdate,
     UserUpdate,
-    page_params,
 )
 from meshplate_core.tokens import Claims
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
-Pages = Annotated[PageParams, Depends(page_params)]
 
 
 async def read_user_or_404(
