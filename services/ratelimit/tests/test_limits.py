@@ -6,13 +6,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Connection, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.ratelimit.v1 import ratelimit_pb2
+from meshplate_core.errors import UnavailableError
+from meshplate_testing.proxy import TcpProxy
 from ratelimit.limiter import Limiter
 
 if TYPE_CHECKING:
@@ -158,23 +161,23 @@ async def test_a_rule_change_governs_the_very_next_request_on_every_replica(
     assert after_delete.limit == 10
 
 
-def counting_redis(calls: list[str]) -> type[Redis]:
-    """A Redis client class that records every command it sends (one per round trip)."""
+def counting_redis(url: str, calls: list[str]) -> Redis:
+    """A Redis client whose connections (the pool's, and any made from its settings) record
+    every command they send (one per round trip)."""
 
-    class CountingRedis(Redis):
-        async def execute_command(self, *args: Any, **options: Any) -> Any:
+    class CountingConnection(Connection):
+        def pack_command(self, *args: Any) -> list[bytes]:
             calls.append(str(args[0]))
-            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            return super().pack_command(*args)
 
-    return CountingRedis
+    return Redis.from_url(url, connection_class=CountingConnection)
 
 
 async def test_the_decision_costs_one_redis_round_trip(
     ratelimit: RateLimitServiceAsyncStub, engine: AsyncEngine, settings: Any
 ) -> None:
     calls: list[str] = []
-    redis_class = counting_redis(calls)
-    redis = redis_class.from_url(settings.redis_url)
+    redis = counting_redis(settings.redis_url, calls)
     limiter = Limiter(
         engine=engine, redis=redis, default_limit=10, default_period_s=60, fail_open=True
     )
@@ -182,6 +185,7 @@ async def test_the_decision_costs_one_redis_round_trip(
     calls.clear()
 
     await limiter.check("user:1", 1, "/api/v1/x", 1)
+    await limiter.close()
     await redis.aclose()
 
     assert calls == ["EVALSHA"]
@@ -191,8 +195,7 @@ async def test_checks_made_together_cost_one_redis_round_trip(
     engine: AsyncEngine, settings: Any
 ) -> None:
     calls: list[str] = []
-    redis_class = counting_redis(calls)
-    redis = redis_class.from_url(settings.redis_url)
+    redis = counting_redis(settings.redis_url, calls)
     limiter = Limiter(
         engine=engine, redis=redis, default_limit=10, default_period_s=60, fail_open=True
     )
@@ -202,6 +205,7 @@ async def test_checks_made_together_cost_one_redis_round_trip(
     answers = await asyncio.gather(
         *(limiter.check(f"user:{n}", 1, "/api/v1/x", 1) for n in range(1, 51))
     )
+    await limiter.close()
     await redis.aclose()
 
     assert all(a.allowed for a in answers)
@@ -252,8 +256,7 @@ async def test_subjects_over_their_limit_cost_no_redis_work(
     engine: AsyncEngine, settings: Any
 ) -> None:
     calls: list[str] = []
-    redis_class = counting_redis(calls)
-    redis = redis_class.from_url(settings.redis_url)
+    redis = counting_redis(settings.redis_url, calls)
     limiter = Limiter(
         engine=engine, redis=redis, default_limit=2, default_period_s=60, fail_open=True
     )
@@ -262,6 +265,7 @@ async def test_subjects_over_their_limit_cost_no_redis_work(
     calls.clear()
 
     answers = [await limiter.check("ip:1.2.3.4", None, "/api/v1/x", 1) for _ in range(100)]
+    await limiter.close()
     await redis.aclose()
 
     assert not any(a.allowed for a in answers)
@@ -297,6 +301,62 @@ async def test_redis_unreachable_fails_open_or_closed(
         outcome = err.code().name.lower()
 
     assert outcome == expected
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+async def test_a_redis_answering_too_late_is_decided_without_then_used_again(
+    engine: AsyncEngine, settings: Any, fail_open: bool
+) -> None:
+    url = urlsplit(settings.redis_url)
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 6379)
+    await proxy.open()
+    redis = Redis.from_url(url._replace(netloc=f"127.0.0.1:{proxy.port}").geturl())
+    limiter = Limiter(
+        engine=engine,
+        redis=redis,
+        default_limit=10,
+        default_period_s=60,
+        fail_open=fail_open,
+        redis_timeout_s=0.2,
+    )
+    try:
+        first = await limiter.check("user:1", 1, "/api/v1/x", 1)
+        proxy.delay_s = 1.0
+        try:
+            late = "allowed" if (await limiter.check("user:1", 1, "/api/v1/x", 1)).allowed else ""
+        except UnavailableError:
+            late = "unavailable"
+        proxy.delay_s = 0
+        again = await limiter.check("user:1", 1, "/api/v1/x", 1)
+    finally:
+        await limiter.close()
+        await redis.aclose()
+        await proxy.cut()
+
+    assert late == ("allowed" if fail_open else "unavailable")
+    assert limiter.stats.redis_failures == 1
+    # Counted again, on a new connection: the late call's hit may or may not have landed.
+    assert first.remaining == 9
+    assert again.allowed
+    assert again.remaining in (7, 8)
+
+
+async def test_a_redis_that_lost_the_script_is_given_it_again(
+    engine: AsyncEngine, settings: Any, redis_client: Redis
+) -> None:
+    limiter = Limiter(
+        engine=engine, redis=redis_client, default_limit=10, default_period_s=60, fail_open=False
+    )
+    try:
+        await limiter.check("user:1", 1, "/api/v1/x", 1)
+        await redis_client.script_flush()
+        answer = await limiter.check("user:1", 1, "/api/v1/x", 1)
+        after = await limiter.check("user:1", 1, "/api/v1/x", 1)
+    finally:
+        await limiter.close()
+
+    assert (answer.remaining, after.remaining) == (8, 7)
+    assert limiter.stats.redis_failures == 0
 
 
 @pytest.mark.parametrize(

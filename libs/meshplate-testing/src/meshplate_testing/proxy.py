@@ -1,4 +1,5 @@
-"""A TCP proxy that can be cut: the network failing between a service and its database."""
+"""A TCP proxy that can be cut or slowed: the network failing between a service and its database,
+or a dependency that answers late."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ from meshplate_testing.servers import free_port
 
 
 class TcpProxy:
-    """Forwards a local port to a target; `cut()` drops every connection and refuses new ones."""
+    """Forwards a local port to a target; `cut()` drops every connection and refuses new ones;
+    while `delay_s` is set, every chunk waits that long before it is passed on."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = free_port()
+        self.delay_s = 0.0
 
     async def open(self) -> None:
         """Accept connections (again) on the same port."""
@@ -44,6 +47,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 writer.write(data)
                 await writer.drain()
         finally:

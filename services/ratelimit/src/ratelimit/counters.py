@@ -12,16 +12,26 @@ is Redis's own (`TIME`), so replicas with skewed clocks share one timeline.
 - Fixed window: a counter per window aligned to multiples of `period` since the Unix epoch, so every
   quota resets at a known instant.
 Rejected requests are not counted.
+
+The script runs on a connection of the counters' own rather than through the client's pool and
+retry layers, with one deadline for the whole call instead of redis-py's per-operation socket
+timeout (which times each write with a task of its own): a decision's Redis work in this process
+fell from about 0.1 to 0.04 ms of CPU (docs/ratelimit.md). Calls take turns on it; the limiter
+batches what arrives meanwhile (one call in flight at a time already).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ratelimit.domain import Algorithm, Limit
 
@@ -104,16 +114,28 @@ class Count:
 
 
 class Counters:
-    """Runs the counting script."""
+    """Runs the counting script, on a connection of its own to `redis`'s server."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._script = redis.register_script(_SCRIPT)
+    def __init__(self, redis: Redis, *, timeout_s: float) -> None:
+        pool = redis.connection_pool
+        # The client's settings (address, database, credentials, TLS) but its socket timeout.
+        self._connection = pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": None}
+        )
+        self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest()
+        self._timeout_s = timeout_s
+        self._turn = asyncio.Lock()
+
+    async def close(self) -> None:
+        """Close the connection (the next count would open it again)."""
+        await self._connection.disconnect()
 
     async def count(
         self, checks: Sequence[tuple[str, Limit, int]], *, rules_version: str
     ) -> list[Count]:
         """Count each check's hits against its limit under its counter key, in one round trip
-        for all of them (StaleRulesError if the rules changed)."""
+        for all of them (StaleRulesError if the rules changed; redis.exceptions.RedisError or
+        OSError when Redis does not answer within the timeout)."""
         keys = [VERSION_KEY]
         # Unique per call, not secret: the cheap generator (uuid4 asks the OS for randomness).
         args: list[str | int] = [rules_version, f"{random.getrandbits(128):032x}"]
@@ -127,7 +149,7 @@ class Counters:
                 "sliding_window" if sliding else "fixed",
                 index,
             ]
-        reply: Any = await self._script(keys=keys, args=args)
+        reply: Any = await self._run(keys, args)
         if reply and int(reply[0]) == -1:
             raise StaleRulesError()
         values = [int(value) for value in reply]
@@ -135,3 +157,23 @@ class Counters:
             Count(allowed=allowed == 1, used=used, retry_after_ms=retry, reset_ms=reset)
             for allowed, used, retry, reset in zip(*[iter(values)] * 4, strict=True)
         ]
+
+    async def _run(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        async with self._turn:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    try:
+                        return await self._call("EVALSHA", self._sha, len(keys), *keys, *args)
+                    except NoScriptError:
+                        # A Redis that lost its scripts (restarted, flushed): EVAL loads it again.
+                        return await self._call("EVAL", _SCRIPT, len(keys), *keys, *args)
+            except TimeoutError:
+                # The connection was closed mid-call (its state is unknown); the next opens anew.
+                raise RedisTimeoutError(
+                    f"no answer from Redis within {self._timeout_s} s"
+                ) from None
+
+    async def _call(self, *command: str | int) -> Any:
+        connection = self._connection
+        await connection.send_packed_command(connection.pack_command(*command), check_health=False)
+        return await connection.read_response()

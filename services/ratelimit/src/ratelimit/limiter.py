@@ -67,6 +67,8 @@ class Limiter:
     login_attempt_period_s: int = 900
     edge_limit: int = 600
     edge_period_s: int = 60
+    # How long one count in Redis may take before the check is decided without it.
+    redis_timeout_s: float = 0.5
     stats: LimiterStats = field(default_factory=LimiterStats)
     _books: dict[int, RuleBook] = field(default_factory=dict)
     _version: str | None = None
@@ -74,8 +76,12 @@ class Limiter:
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self._counters = Counters(self.redis)
+        self._counters = Counters(self.redis, timeout_s=self.redis_timeout_s)
         self._batcher: Batcher[Check, Decision] = Batcher(self.check_many)
+
+    async def close(self) -> None:
+        """Close the counters' connection to Redis."""
+        await self._counters.close()
 
     async def reload(self) -> None:
         """Load every rule, and the version they are current for (read first, so a change that

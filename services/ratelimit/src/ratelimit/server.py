@@ -51,6 +51,7 @@ async def build(
         login_attempt_period_s=settings.login_attempt_period_s,
         edge_limit=settings.edge_limit,
         edge_period_s=settings.edge_period_s,
+        redis_timeout_s=settings.redis_timeout_s,
     )
     if registry is not None:
         export_tallies(
@@ -84,6 +85,7 @@ async def build(
             async with asyncio.timeout(3):
                 await following
         await follower_redis.aclose()
+        await limiter.close()
         await redis.aclose()
 
 
