@@ -252,8 +252,8 @@ async def test_a_malformed_check_names_its_place_in_the_batch(
     assert "check 1" in (err.value.details() or "")
 
 
-async def test_subjects_over_their_limit_cost_no_redis_work(
-    engine: AsyncEngine, settings: Any
+async def test_subjects_over_their_limit_are_not_counted_and_cost_one_round_trip_a_batch(
+    engine: AsyncEngine, settings: Any, redis_client: Redis
 ) -> None:
     calls: list[str] = []
     redis = counting_redis(settings.redis_url, calls)
@@ -264,13 +264,32 @@ async def test_subjects_over_their_limit_cost_no_redis_work(
         await limiter.check("ip:1.2.3.4", None, "/api/v1/x", 1)
     calls.clear()
 
-    answers = [await limiter.check("ip:1.2.3.4", None, "/api/v1/x", 1) for _ in range(100)]
+    answers = await asyncio.gather(
+        *(limiter.check("ip:1.2.3.4", None, "/api/v1/x", 1) for _ in range(100))
+    )
     await limiter.close()
     await redis.aclose()
 
     assert not any(a.allowed for a in answers)
-    assert calls == []
+    assert {a.retry_after_s for a in answers} <= set(range(1, 61))
+    # One run of the script, which only confirmed the rules' version: nothing was counted.
+    assert calls == ["EVALSHA"]
+    [counter] = [key async for key in redis_client.scan_iter("ratelimit:{ip:1.2.3.4}:*")]
+    assert await redis_client.zcard(counter) == 2
     assert limiter.stats.denied_locally == 100
+
+
+async def test_a_raised_limit_frees_a_subject_held_over_its_old_one_on_every_replica(
+    start_ratelimit: Callable[..., Any],
+) -> None:
+    first, second = await start_ratelimit(), await start_ratelimit()
+    rule = await _rule(first, "/api/v1/x", 1)
+    assert [(await _check(second)).allowed for _ in range(3)] == [True, False, False]
+
+    await first.UpdateRule(ratelimit_pb2.UpdateRuleRequest(tier_id=1, id=rule.id, limit=100))
+    after_raise = await _check(second)
+
+    assert (after_raise.allowed, after_raise.limit, after_raise.remaining) == (True, 100, 98)
 
 
 async def test_every_counter_has_a_ttl(

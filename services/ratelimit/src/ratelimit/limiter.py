@@ -2,7 +2,8 @@
 
 Rules are cached in the process and reloaded when the counting script says their version moved.
 Subjects already over their limit are answered from memory until their retry time, so attack
-traffic costs no Redis work. When Redis cannot be reached the limiter fails open (admits, logged
+traffic is never counted; each batch still confirms the rules' version in its one round trip, so
+a raised limit frees them at once, on every replica. When Redis cannot be reached the limiter fails open (admits, logged
 and counted) or closed (UnavailableError, HTTP 503), as configured; never a 500.
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate_core.batching import Batcher
 from meshplate_core.errors import UnavailableError
-from ratelimit.counters import VERSION_KEY, Counters, StaleRulesError
+from ratelimit.counters import VERSION_KEY, Count, Counters, StaleRulesError
 from ratelimit.domain import (
     DEFAULT_PATH,
     LOGIN_ATTEMPTS_PATH,
@@ -126,10 +127,27 @@ class Limiter:
         return await self._batcher.submit(Check(subject, tier_id, path, hits))
 
     async def check_many(self, checks: Sequence[Check]) -> list[Decision]:
-        """Decide each check, in order, with one Redis round trip for all that need one."""
+        """Decide each check, in order, with one Redis round trip for all of them. Subjects
+        remembered as over their limit are answered from memory, not counted; the round trip
+        still confirms the rules version they were decided under (a raised limit frees them at
+        once on every replica), and is all such a batch costs."""
+        failure: BaseException = RedisError("rules kept changing while counting")
+        for _attempt in range(3):
+            try:
+                if self._version is None:
+                    await self.reload()
+                return await self._decide(checks, self._version or "0")
+            except StaleRulesError:
+                self._version = None
+            except (RedisError, OSError) as exc:  # the rules' version could not be read
+                failure = exc
+                break
+        return [self._without_redis(self.resolve(c.tier_id, c.path), failure) for c in checks]
+
+    async def _decide(self, checks: Sequence[Check], version: str) -> list[Decision]:
+        # Raises StaleRulesError when `version` is no longer the rules' version.
         decisions: list[Decision | None] = [None] * len(checks)
-        counted: list[tuple[Check, Limit]] = []
-        positions: list[int] = []
+        counted: list[tuple[int, str, Limit, int]] = []
         now = time.monotonic()
         for index, check in enumerate(checks):
             limit = self.resolve(check.tier_id, check.path)
@@ -138,26 +156,29 @@ class Limiter:
             if blocked is not None and check.hits > 0:
                 until, decision = blocked
                 if now < until:
-                    self.stats.denied_locally += 1
                     decisions[index] = _later(decision, until - now)
                     continue
                 del self._blocked[counter_key]
-            counted.append((check, limit))
-            positions.append(index)
-        if counted:
-            try:
-                fresh = await self._count(counted)
-            except (RedisError, OSError) as exc:
-                for index, (_check, limit) in zip(positions, counted, strict=True):
-                    decisions[index] = self._without_redis(limit, exc)
-            else:
-                for index, (counter_key, decision) in zip(positions, fresh, strict=True):
-                    decisions[index] = decision
-                    if decision.allowed:
-                        self.stats.allowed += 1
-                    else:
-                        self.stats.denied += 1
-                        self._remember_blocked(counter_key, decision)
+            counted.append((index, counter_key, limit, check.hits))
+        try:
+            counts = await self._counters.count(
+                [(key, limit, hits) for _index, key, limit, hits in counted],
+                rules_version=version,
+            )
+        except (RedisError, OSError) as exc:
+            # Memory's answers stand: they are all this process knows without Redis.
+            for index, _key, limit, _hits in counted:
+                decisions[index] = self._without_redis(limit, exc)
+        else:
+            for (index, counter_key, limit, _hits), count in zip(counted, counts, strict=True):
+                decision = _decision(limit, count)
+                decisions[index] = decision
+                if decision.allowed:
+                    self.stats.allowed += 1
+                else:
+                    self.stats.denied += 1
+                    self._remember_blocked(counter_key, decision)
+        self.stats.denied_locally += len(checks) - len(counted)
         return [decision for decision in decisions if decision is not None]
 
     @staticmethod
@@ -173,35 +194,6 @@ class Limiter:
             if len(self._blocked) >= _MAX_BLOCKED:
                 self._blocked.clear()
         self._blocked[counter_key] = (now + decision.retry_after_s, decision)
-
-    async def _count(self, counted: Sequence[tuple[Check, Limit]]) -> list[tuple[str, Decision]]:
-        # Each check with the limit resolved for it; resolved again only after the rules changed.
-        for _attempt in range(3):
-            if self._version is None:
-                await self.reload()
-                counted = [(check, self.resolve(check.tier_id, check.path)) for check, _ in counted]
-            keyed = [
-                (self._counter_key(check, limit), limit, check.hits) for check, limit in counted
-            ]
-            try:
-                counts = await self._counters.count(keyed, rules_version=self._version or "0")
-            except StaleRulesError:
-                self._version = None
-                continue
-            return [
-                (
-                    counter_key,
-                    Decision(
-                        allowed=count.allowed,
-                        limit=limit.limit,
-                        remaining=max(0, limit.limit - count.used),
-                        reset_s=math.ceil(count.reset_ms / 1000),
-                        retry_after_s=math.ceil(count.retry_after_ms / 1000),
-                    ),
-                )
-                for (counter_key, limit, _hits), count in zip(keyed, counts, strict=True)
-            ]
-        raise RedisError("rules kept changing while counting")
 
     def _without_redis(self, limit: Limit, exc: BaseException) -> Decision:
         self.stats.redis_failures += 1
@@ -220,6 +212,16 @@ class Limiter:
         """Tell every replica (through the version) that the rules changed; reload here."""
         await self.redis.incr(VERSION_KEY)
         await self.reload()
+
+
+def _decision(limit: Limit, count: Count) -> Decision:
+    return Decision(
+        allowed=count.allowed,
+        limit=limit.limit,
+        remaining=max(0, limit.limit - count.used),
+        reset_s=math.ceil(count.reset_ms / 1000),
+        retry_after_s=math.ceil(count.retry_after_ms / 1000),
+    )
 
 
 def _later(decision: Decision, remaining_s: float) -> Decision:
