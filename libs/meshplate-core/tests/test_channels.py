@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.channels import open_channel, service_config
+from meshplate_core.channels import KEEPALIVE_S, open_channel, service_config
 from meshplate_core.grpc_server import start
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
@@ -77,3 +79,45 @@ async def test_idempotent_call_is_retried_and_a_write_is_not() -> None:
     assert reply.user.username == "ann"
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
     assert servicer.calls == {"GetUser": 2, "CreateUser": 1}
+
+
+async def _idle_channel_state_changes(
+    keepalive_s: float, min_ping_interval_s: float, idle_s: float
+) -> bool:
+    # Whether an idle channel's connection changed state (a GOAWAY closes it) within `idle_s`.
+    running = await start(
+        lambda server: None, service_name=USERS.full_name, min_ping_interval_s=min_ping_interval_s
+    )
+    channel = open_channel(
+        f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0, keepalive_s=keepalive_s
+    )
+    try:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        await stub.Check(health_pb2.HealthCheckRequest())
+        assert channel.get_state() is grpc.ChannelConnectivity.READY
+        try:
+            async with asyncio.timeout(idle_s):
+                await channel.wait_for_state_change(grpc.ChannelConnectivity.READY)
+        except TimeoutError:
+            return False
+        return True
+    finally:
+        await channel.close()
+        await running.server.stop(grace=None)
+
+
+async def test_an_idle_channel_keeps_its_connection_through_its_keepalive_pings() -> None:
+    # The production policy (ping every KEEPALIVE_S, accepted twice as often), ten times faster:
+    # ten pings on a connection with no call.
+    scale = 10 / KEEPALIVE_S
+
+    changed = await _idle_channel_state_changes(
+        keepalive_s=KEEPALIVE_S * scale, min_ping_interval_s=KEEPALIVE_S / 2 * scale, idle_s=10
+    )
+
+    assert not changed
+
+
+async def test_pings_closer_than_the_server_accepts_get_the_connection_closed() -> None:
+    # What the test above would see with a policy that disagrees (the server's 5-minute default).
+    assert await _idle_channel_state_changes(keepalive_s=1, min_ping_interval_s=300, idle_s=10)

@@ -20,6 +20,9 @@ from meshplate_core.logging import request_id
 from meshplate_core.tracing import inject
 
 _RETRYABLE_LEVELS = (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
+# How often an idle channel pings its server to learn that the connection still works; servers
+# (meshplate_core.grpc_server) accept pings twice as often, so none counts as abuse.
+KEEPALIVE_S = 20.0
 
 
 def is_idempotent(method: MethodDescriptor) -> bool:
@@ -64,17 +67,26 @@ def service_config(
 
 
 def open_channel(
-    target: str, *, services: Sequence[ServiceDescriptor], timeout_s: float
+    target: str,
+    *,
+    services: Sequence[ServiceDescriptor],
+    timeout_s: float,
+    keepalive_s: float = KEEPALIVE_S,
 ) -> grpc.aio.Channel:
-    """An insecure channel to `target` (`host:port`, or `dns:///name:port` for every replica)."""
+    """An insecure channel to `target` (`host:port`, or `dns:///name:port` for every replica),
+    pinging its server every `keepalive_s` seconds."""
     return grpc.aio.insecure_channel(
         target,
         options=[
             ("grpc.service_config", json.dumps(service_config(services, timeout_s=timeout_s))),
             ("grpc.enable_retries", 1),
-            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            # Keep pinging an idle connection: by default C-core sends two pings without data,
+            # then waits a minute or more between pings, so a dead peer of an idle channel would
+            # be found minutes late.
+            ("grpc.http2.max_pings_without_data", 0),
             # A restarted peer is found again within about a second, not after minutes of backoff.
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),

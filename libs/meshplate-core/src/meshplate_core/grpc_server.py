@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from meshplate_core.channels import KEEPALIVE_S
 from meshplate_core.interceptors import RpcInterceptor
 from meshplate_core.metrics import RpcMetrics
 
@@ -118,17 +119,21 @@ async def start(
     host: str = "127.0.0.1",
     port: int = 0,
     max_connection_age_s: float = 300.0,
+    min_ping_interval_s: float = KEEPALIVE_S / 2,
     serving: bool = True,
     metrics: RpcMetrics | None = None,
 ) -> Running:
     """Start a server with the Meshplate interceptors, health and reflection (and every RPC
-    counted in `metrics`, when given)."""
+    counted in `metrics`, when given), accepting a client's ping every `min_ping_interval_s`
+    seconds, with or without calls in flight."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
             ("grpc.max_connection_age_grace_ms", 30_000),
-            # Let clients' keepalive pings through (they ping every 20 s).
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            # Let clients' keepalive pings through (meshplate_core.channels pings every
+            # KEEPALIVE_S). Closer pings are strikes, and the third one closes the connection
+            # with GOAWAY "too_many_pings" (C-core's default interval is 5 minutes).
+            ("grpc.http2.min_ping_interval_without_data_ms", int(min_ping_interval_s * 1000)),
             ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
