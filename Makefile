@@ -17,7 +17,8 @@ help: ## list the targets
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv==$(UV_VERSION)
 
 install: $(if $(shell command -v uv 2>/dev/null),,.tools/bin/uv) ## install every package (uv workspace)
-	$(UV) sync --all-packages --quiet
+	$(UV) sync --all-packages --quiet --compile-bytecode
+	$(RUN) python -m compileall -q libs services scripts > /dev/null
 
 run: install ## run the whole stack in the foreground (Ctrl-C stops it)
 	$(RUN) python scripts/run_stack.py

@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +44,15 @@ async def _listening(port: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def serving(
-    argv: Sequence[str], *, port: int, env: Mapping[str, str] | None = None, timeout_s: float = 30
+    argv: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 30,
+    ready: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[int]:
-    """Run `argv` until the block ends; its pid, once `port` accepts connections."""
+    """Run `argv` until the block ends; its pid, once `port` accepts connections (or once
+    `ready()` says so, asked every 20 ms)."""
     # Output to a file: a pipe nobody reads would fill up and stall the server.
     log = tempfile.NamedTemporaryFile(prefix="meshplate-bench-", suffix=".log", delete=False)  # noqa: SIM115
     process = await asyncio.create_subprocess_exec(
@@ -59,10 +65,10 @@ async def serving(
     )
     try:
         async with asyncio.timeout(timeout_s):
-            while not await _listening(port):
+            while not await (ready() if ready else _listening(port)):
                 if process.returncode is not None:
                     raise AssertionError(f"{argv} exited: {_tail(log.name)}")
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.02 if ready else 0.1)
         yield process.pid
     finally:
         if process.returncode is None:

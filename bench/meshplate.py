@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -22,7 +24,7 @@ import httpx
 from bench.child import serving
 from bench.procs import Group, cmdline, parents, postgres
 from bench.procs import tree as process_tree
-from bench.servers import postmaster_pid, redis_pid
+from bench.servers import grpc_serving, postmaster_pid, redis_pid
 from e2e.runner import RUNNER, Runner, runner
 from meshplate_testing.servers import free_port
 
@@ -32,6 +34,7 @@ USERNAME = "bench"
 PASSWORD = "correct horse"
 POSTS = 20
 START_TIMEOUT_S = 90
+USERS_SERVICE = "meshplate.users.v1.UsersService"
 
 
 @dataclass
@@ -177,6 +180,21 @@ async def second_worker(mesh: Meshplate) -> AsyncIterator[Group]:
             ready = await client.get(f"http://127.0.0.1:{port}/health/ready")
         assert ready.status_code == 200, ready.text
         yield process_tree("worker-2", pid)
+
+
+async def users_start_s(mesh: Meshplate) -> float:
+    """Seconds from starting another `python -m users` (the stack's settings, its own port) to
+    its health answering SERVING: what a restarted users service takes to serve again."""
+    port = free_port()
+    env = {
+        **mesh.stack.env,
+        "USERS_GRPC_PORT": str(port),
+        "USERS_METRICS_PORT": str(free_port()),
+    }
+    ready = partial(grpc_serving, port, USERS_SERVICE)
+    started = time.monotonic()
+    async with serving([sys.executable, "-m", "users"], port=port, env=env, ready=ready):
+        return time.monotonic() - started
 
 
 async def password_hash(users_database: str) -> str:

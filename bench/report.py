@@ -150,7 +150,7 @@ def summary(run: Run, targets: list[Target], *, when: datetime.datetime) -> str:
         )
     if run.facts:
         lines += ["", "## Findings", "", *(f"- {k}: {v}" for k, v in run.facts.items())]
-    lines += ["", "## Targets (issue #11)", "", _row("target", "measured", "met")]
+    lines += ["", "## Targets (issues #11 and #12)", "", _row("target", "measured", "met")]
     lines.append(_row("---", "---", "---"))
     verdicts = {True: "yes", False: "**no**", None: "not checked"}
     lines += [_row(t.text, t.measured, verdicts[t.met]) for t in targets]

@@ -89,6 +89,8 @@ class Run:
     redis_reads_per_check: float | None = None
     # The password hash of a signed-up user (its parameters are a target).
     password_hash: str | None = None
+    # Seconds from starting a users process to its health answering SERVING (issue #12).
+    users_start_s: float | None = None
     # Scenarios that could not be measured, and why.
     errors: list[str] = field(default_factory=list)
 

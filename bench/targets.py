@@ -1,4 +1,4 @@
-"""Issue #11's targets, checked against one run's results: each scenario's comparison (the
+"""Issue #11's targets (and #12's restart time), checked against one run's results: each scenario's comparison (the
 monolith's same route, a reference of the same run, or the same load alone), and the table of
 targets with what was measured. Targets relative to the monolith are left unchecked when it did
 not run."""
@@ -30,6 +30,8 @@ COMPARISONS = {
     "logins-with-me": "login-8",
     "check-limit": "ref-grpc",
 }
+# Seconds a restarted users process may take to serve again (issue #12; the README says so).
+USERS_START_S = 2.0
 RSS_LIMITS = {"gateway": 150, "auth": 120, "users": 120, "ratelimit": 120}
 
 
@@ -146,4 +148,9 @@ def check(run: Run, *, monolith: bool) -> list[Target]:
         ),
         *_jobs(run),
         *_rss(run),
+        Target(
+            "a restarted users process serves within 2 s (issue #12)",
+            "not measured" if run.users_start_s is None else f"{run.users_start_s:.2f} s",
+            run.users_start_s is not None and run.users_start_s <= USERS_START_S,
+        ),
     ]

@@ -45,6 +45,7 @@ from bench.meshplate import (
     password_hash,
     second_worker,
     seed,
+    users_start_s,
 )
 from bench.monolith import ADMIN, Monolith, kit, monolith
 from bench.procs import Group, Memory, rss, tree
@@ -216,6 +217,10 @@ async def test_meshplate_meets_the_targets_of_issue_11(
                 await seed(mesh)
                 await _http(run, mesh, mono)
                 await _grpc(run, mesh, quiet)
+                try:
+                    run.users_start_s = await users_start_s(mesh)
+                except Exception as exc:  # reported with the other errors
+                    run.errors.append(f"users start: {exc!r}"[:1000])
                 second = await _writes(run, mesh, quiet, database_urls["users"])
                 after = rss(mesh.groups)
                 run.rss |= {name: (idle[name], after[name]) for name in idle} | second
