@@ -72,6 +72,10 @@ async def test_only_owner_or_superuser_changes_a_user(
     if status == 403:
         assert response.json() == {"detail": "You do not have enough privileges."}
         assert after.json()["name"] == "Ann"
+    elif method == "patch":
+        assert after.json()["name"] == "Changed"
+    else:
+        assert after.status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -141,9 +141,11 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
                 proxy,
                 "cluster.gateway.outlier_detection.ejections_enforced_consecutive_local_origin_failure",
             )
-            # Health checks take the lost gateway out within two intervals; then writes, which
-            # are never retried, all land on the survivor.
-            await asyncio.sleep(6)
+            # Health checks take the lost gateway out (two missed, 2 s apart); then writes,
+            # which are never retried, all land on the survivor.
+            async with asyncio.timeout(15):
+                while await _stat(proxy, "cluster.gateway.membership_healthy") != 1:
+                    await asyncio.sleep(0.1)
             writes = [
                 (await client.post("/api/v1/tasks/task", params={"message": str(n)})).status_code
                 for n in range(10)

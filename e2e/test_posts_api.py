@@ -72,11 +72,18 @@ async def test_superuser_edits_and_erases_any_post(stack: Stack) -> None:
         patched = await client.patch(
             f"/api/v1/ann/post/{post['id']}", json={"text": "Moderated"}, headers=who["root"]
         )
+        moderated = await client.get(f"/api/v1/ann/post/{post['id']}")
         erased = await client.delete(f"/api/v1/ann/db_post/{post['id']}", headers=who["root"])
+        gone = await client.get(f"/api/v1/ann/post/{post['id']}")
+        erased_again = await client.delete(f"/api/v1/ann/db_post/{post['id']}", headers=who["root"])
 
     assert by_ann.status_code == 403
     assert patched.status_code == 200
+    assert moderated.json() == {**post, "text": "Moderated"}
     assert erased.json() == {"message": "Post deleted from the database"}
+    assert gone.status_code == 404
+    # Erased, not hidden: not even a superuser finds it again.
+    assert erased_again.status_code == 404
 
 
 async def test_posts_are_listed_newest_first_in_pages(stack: Stack) -> None:

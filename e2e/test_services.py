@@ -8,11 +8,17 @@ from typing import Any
 
 import grpc
 import pytest
+from alembic.script import ScriptDirectory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
 
+from meshplate_core.database import open_engine
+from meshplate_testing.databases import migrated_database
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.servers import free_port
+
+from .conftest import MIGRATIONS
 
 SERVICES = {
     "auth": "meshplate.auth.v1.AuthService",
@@ -84,12 +90,36 @@ async def test_migrate_command_prepares_the_database_and_exits(
     service: str, make_database: Callable[[str], str]
 ) -> None:
     url = await asyncio.to_thread(make_database, f"{service}_migrate")
+    reference = await asyncio.to_thread(
+        migrated_database, make_database, f"{service}_migrate_reference", MIGRATIONS[service]
+    )
     process = ServiceProcess(service, "migrate", env=_env(service, database_url=url, port=0))
     await process.start()
 
     code = await process.wait(timeout_s=30)
 
     assert code == 0, process.output()
+    tables, version = await _schema(url)
+    assert (tables, version) == await _schema(reference)
+    assert len(tables - {"alembic_version"}) > 0
+    assert version == ScriptDirectory(str(MIGRATIONS[service])).get_current_head()
+
+
+async def _schema(url: str) -> tuple[set[str], str]:
+    # The tables of a database, and the migration it is at.
+    engine = open_engine(url, pool_size=1, application_name="tests")
+    try:
+        async with engine.connect() as conn:
+            names = await conn.scalars(
+                text(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                )
+            )
+            tables = set(names)
+            version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    finally:
+        await engine.dispose()
+    return tables, str(version)
 
 
 async def test_unreachable_database_at_start_is_a_clear_failure() -> None:

@@ -33,7 +33,39 @@ def test_every_rpc_has_a_default_deadline_and_round_robin() -> None:
     config = service_config([USERS], timeout_s=2.5)
 
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
-    assert all(entry["timeout"] == "2.500s" for entry in config["methodConfig"])
+    # A backstop above the deadline each call sets (gRPC Python applies it early).
+    assert all(entry["timeout"] == "7.500s" for entry in config["methodConfig"])
+
+
+class SlowUsers(users_pb2_grpc.UsersServiceServicer):
+    """Answers GetUser after the number of seconds named by the username."""
+
+    async def GetUser(  # noqa: N802
+        self, request: users_pb2.GetUserRequest, context: Context
+    ) -> users_pb2.GetUserResponse:
+        await asyncio.sleep(float(request.username))
+        return users_pb2.GetUserResponse(user=users_pb2.User(username=request.username))
+
+
+async def test_a_short_timeout_is_kept_not_cut_and_still_ends_a_late_call() -> None:
+    running = await start(
+        lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(SlowUsers(), server),
+        service_name=USERS.full_name,
+    )
+    channel = open_channel(f"127.0.0.1:{running.port}", services=[USERS], timeout_s=0.5)
+    stub = users_pb2_grpc.UsersServiceStub(channel)
+    try:
+        # Both with the channel's default and with the call's own deadline of that length.
+        quick = await stub.GetUser(users_pb2.GetUserRequest(username="0.1"))
+        also_quick = await stub.GetUser(users_pb2.GetUserRequest(username="0.1"), timeout=0.5)
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await stub.GetUser(users_pb2.GetUserRequest(username="2"), timeout=0.5)
+    finally:
+        await channel.close()
+        await running.server.stop(grace=None)
+
+    assert (quick.user.username, also_quick.user.username) == ("0.1", "0.1")
+    assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class FlakyUsers(users_pb2_grpc.UsersServiceServicer):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from meshplate.ratelimit.v1 import ratelimit_pb2
 from meshplate_core.errors import UnavailableError
 from meshplate_testing.proxy import TcpProxy
+from meshplate_testing.windows import clear_of_window_edge, seconds_off_window_edge
 from ratelimit.limiter import Limiter
 
 if TYPE_CHECKING:
@@ -108,13 +108,13 @@ async def test_fixed_window_resets_at_the_next_multiple_of_the_period(
     ratelimit: RateLimitServiceAsyncStub,
 ) -> None:
     await _rule(ratelimit, "/api/v1/x", 2, 3600, algorithm=FIXED)
+    await clear_of_window_edge(3600)
 
     answers = [await _check(ratelimit) for _ in range(3)]
-    expected_reset = 3600 - int(time.time()) % 3600
 
     assert [a.allowed for a in answers] == [True, True, False]
-    assert abs(answers[0].reset_s - expected_reset) <= 2
-    assert abs(answers[2].retry_after_s - expected_reset) <= 2
+    assert seconds_off_window_edge(answers[0].reset_s, 3600) <= 2
+    assert seconds_off_window_edge(answers[2].retry_after_s, 3600) <= 2
 
 
 async def test_resolution_order_and_the_global_default(
@@ -163,12 +163,13 @@ async def test_a_rule_change_governs_the_very_next_request_on_every_replica(
 
 def counting_redis(url: str, calls: list[str]) -> Redis:
     """A Redis client whose connections (the pool's, and any made from its settings) record
-    every command they send (one per round trip)."""
+    the command each write sends (one write per round trip: the first command of a pipeline)."""
 
     class CountingConnection(Connection):
-        def pack_command(self, *args: Any) -> list[bytes]:
-            calls.append(str(args[0]))
-            return super().pack_command(*args)
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            packed = command if isinstance(command, bytes) else b"".join(command)
+            calls.append(packed.split(b"\r\n")[2].decode())
+            await super().send_packed_command(command, check_health)
 
     return Redis.from_url(url, connection_class=CountingConnection)
 

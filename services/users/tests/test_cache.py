@@ -136,6 +136,27 @@ async def test_username_change_and_deletion_are_seen_at_once(users: UsersService
         await _titles(users, "annie")
 
 
+@pytest.mark.parametrize("hard", [False, True])
+async def test_a_deleted_user_cached_by_name_and_id_is_gone_at_once(
+    users: UsersServiceAsyncStub, engine: AsyncEngine, hard: bool
+) -> None:
+    ann = await _sign_up(users, "ann")
+    by_name = users_pb2.GetUserRequest(username="ann")
+    by_id = users_pb2.GetUserRequest(id=ann.user_id)
+    with QueryCounter(engine, '"user"').counting() as queries:
+        for _ in range(2):
+            await users.GetUser(by_name)
+            await users.GetUser(by_id)
+    assert queries.count == 2  # both cached
+
+    await users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.user_id, hard=hard))
+
+    for request in (by_name, by_id):
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await users.GetUser(request)
+        assert gone.value.code() is grpc.StatusCode.NOT_FOUND
+
+
 async def test_a_user_read_by_id_twice_costs_one_query_and_sees_every_change(
     users: UsersServiceAsyncStub, engine: AsyncEngine
 ) -> None:

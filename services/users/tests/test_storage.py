@@ -122,16 +122,21 @@ async def test_hard_delete_removes_the_row(engine: AsyncEngine) -> None:
 
 async def test_page_counts_only_live_users_in_id_order(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
+        _, before = await users.page(conn, PageRequest(page=1, size=1))  # the first admin
         made = [
             await users.create(conn, make_registration(), hashed_password="h", tier_name="free")
             for _ in range(5)
         ]
         await users.soft_delete(conn, made[0].id)
-        page, total = await users.page(conn, PageRequest(page=2, size=2))
+        everyone, total = await users.page(conn, PageRequest(page=1, size=100))
+        second, _ = await users.page(conn, PageRequest(page=2, size=2))
 
-    live_before = total - 4
-    assert total == 4 + live_before
-    assert [u.id for u in page] == sorted(u.id for u in page)
+    ids = [u.id for u in everyone]
+    assert total == before + 4 == len(ids)
+    assert made[0].id not in ids
+    assert {u.id for u in made[1:]} <= set(ids)
+    assert ids == sorted(ids)
+    assert [u.id for u in second] == ids[2:4]
 
 
 async def test_tier_in_use_cannot_be_deleted(engine: AsyncEngine) -> None:
