@@ -94,3 +94,33 @@ async def test_a_wrong_number_of_results_fails_the_batch() -> None:
     outcomes = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
 
     assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
+
+
+async def test_a_busy_batcher_lingers_so_the_next_batch_carries_what_came_meanwhile() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.send, linger_s=0.2)
+
+    assert await batcher.submit(1) == 2  # idle: sent at once
+    # Within the window of that launch, one after the other: they wait for it to end.
+    later = []
+    for i in (2, 3, 4):
+        later.append(asyncio.ensure_future(batcher.submit(i)))
+        await asyncio.sleep(0.01)
+    assert recorder.batches == [[1]]
+
+    assert [await call for call in later] == [4, 6, 8]
+    assert recorder.batches == [[1], [2, 3, 4]]
+
+
+async def test_a_call_that_finds_the_batcher_idle_past_its_window_waits_for_nothing() -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder.send, linger_s=0.05)
+    await batcher.submit(1)
+    await asyncio.sleep(0.1)
+
+    call = asyncio.ensure_future(batcher.submit(2))
+    for _ in range(3):  # the call, its launch, the batch's task: turns of the loop, no timer
+        await asyncio.sleep(0)
+
+    assert recorder.batches == [[1], [2]]
+    assert await call == 4

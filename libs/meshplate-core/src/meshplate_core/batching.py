@@ -6,6 +6,11 @@ calls pile up while a batch is in flight and the next batch carries all of them,
 (a gRPC call, a Redis script) serves many callers and the cost per call falls as the load rises
 (as gubernator batches rate-limit checks, without its fixed wait).
 
+With `linger_s`, a busy batcher launches at most one batch per `linger_s` (per in-flight slot):
+a call that finds the last batch launched less than that ago waits for the rest of the window,
+so that, under load, batches carry several calls each (as gubernator waits up to 500 us), while
+a call that finds the batcher idle for longer is sent at once (light load waits for nothing).
+
 Each batch runs in a task of its own with an empty context: it serves many requests, so it
 carries none's request id or trace. A failed batch fails each of its callers with the same
 exception; a caller that gives up (cancelled) leaves its item in the batch but gets no answer.
@@ -32,10 +37,13 @@ class Batcher(Generic[In, Out]):
         *,
         max_batch: int = 500,
         in_flight: int = 1,
+        linger_s: float = 0.0,
     ) -> None:
         self._send = send
         self._max_batch = max_batch
         self._in_flight = in_flight
+        self._linger_s = linger_s
+        self._launched_at = float("-inf")
         self._waiting: list[tuple[In, asyncio.Future[Out]]] = []
         self._running = 0
         self._scheduled = False
@@ -46,13 +54,22 @@ class Batcher(Generic[In, Out]):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Out] = loop.create_future()
         self._waiting.append((item, future))
-        if not self._scheduled and self._running < self._in_flight:
-            self._scheduled = True
-            loop.call_soon(self._launch)
+        self._schedule(loop)
         return await future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._scheduled or self._running >= self._in_flight:
+            return
+        self._scheduled = True
+        wait_s = self._launched_at + self._linger_s - loop.time()
+        if wait_s > 0:
+            loop.call_later(wait_s, self._launch)
+        else:
+            loop.call_soon(self._launch)
 
     def _launch(self) -> None:
         self._scheduled = False
+        self._launched_at = asyncio.get_running_loop().time()
         while self._waiting and self._running < self._in_flight:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
@@ -84,4 +101,4 @@ class Batcher(Generic[In, Out]):
         finally:
             self._running -= 1
             if self._waiting:
-                self._launch()
+                self._schedule(asyncio.get_running_loop())

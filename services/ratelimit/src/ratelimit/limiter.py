@@ -70,6 +70,8 @@ class Limiter:
     edge_period_s: int = 60
     # How long one count in Redis may take before the check is decided without it.
     redis_timeout_s: float = 0.5
+    # Under load, one count in Redis per this window at most (meshplate_core.batching).
+    batch_linger_s: float = 0.0
     stats: LimiterStats = field(default_factory=LimiterStats)
     _books: dict[int, RuleBook] = field(default_factory=dict)
     _version: str | None = None
@@ -78,7 +80,9 @@ class Limiter:
 
     def __post_init__(self) -> None:
         self._counters = Counters(self.redis, timeout_s=self.redis_timeout_s)
-        self._batcher: Batcher[Check, Decision] = Batcher(self.check_many)
+        self._batcher: Batcher[Check, Decision] = Batcher(
+            self.check_many, linger_s=self.batch_linger_s
+        )
 
     async def close(self) -> None:
         """Close the counters' connection to Redis."""

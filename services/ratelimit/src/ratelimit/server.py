@@ -52,6 +52,7 @@ async def build(
         edge_limit=settings.edge_limit,
         edge_period_s=settings.edge_period_s,
         redis_timeout_s=settings.redis_timeout_s,
+        batch_linger_s=settings.batch_linger_s,
     )
     if registry is not None:
         export_tallies(

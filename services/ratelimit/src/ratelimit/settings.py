@@ -33,3 +33,6 @@ class Settings(GrpcServiceSettings):
     fail_open: bool = True
     # Deadline of one Redis call on the decision path.
     redis_timeout_s: float = Field(default=0.5, gt=0)
+    # Under load, decisions are counted in Redis at most once per this window, each run carrying
+    # the checks that arrived meanwhile (a check that finds the limiter idle longer goes at once).
+    batch_linger_s: float = Field(default=0.001, ge=0, le=0.05)
