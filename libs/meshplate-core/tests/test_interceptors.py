@@ -87,6 +87,24 @@ async def test_exhausted_quota_says_when_to_retry(probe_server: ProbeFactory) ->
     assert ("retry-after", "7") in tuple(err.value.trailing_metadata() or ())
 
 
+async def test_a_dependency_found_out_is_unavailable_not_internal(
+    probe_server: ProbeFactory,
+) -> None:
+    async def database_gone(request: bytes, context: Context) -> bytes:
+        try:
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        except OSError as exc:
+            raise RuntimeError("while reading the account") from exc
+
+    probe = await probe_server({"Read": database_gone})
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await probe.call("Read")
+
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert err.value.details() == "a dependency is unavailable"
+
+
 async def test_unexpected_exception_is_internal_and_its_text_never_leaks(
     probe_server: ProbeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

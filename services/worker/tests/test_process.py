@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -17,38 +17,43 @@ from meshplate_core.events import SampleTaskRequested
 from meshplate_core.jobs import Job, JobStore
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.proxy import TcpProxy
-from meshplate_testing.servers import free_port
+from meshplate_testing.servers import ThrowawayRedis, free_port, running_redis
 
 Start = Callable[..., Awaitable[ServiceProcess]]
+
+
+def worker_starter(stack: AsyncExitStack, redis_url: str) -> Start:
+    """Starts worker processes on `redis_url`, each stopped when `stack` closes."""
+
+    async def start(**env: str) -> ServiceProcess:
+        port = free_port()
+        process = ServiceProcess(
+            "worker",
+            env={
+                "WORKER_REDIS_URL": redis_url,
+                "WORKER_HTTP_PORT": str(port),
+                "WORKER_CLAIM_IDLE_S": "1",
+                "WORKER_CLAIM_INTERVAL_S": "0.1",
+                "WORKER_SAMPLE_TASK_S": "0",
+                "WORKER_PURGE_INTERVAL_S": "0",
+                "WORKER_REPORT_INTERVAL_S": "0",
+                **{f"WORKER_{name.upper()}": value for name, value in env.items()},
+            },
+        )
+        process.http_port = port  # type: ignore[attr-defined]
+        await process.start()
+        stack.push_async_callback(process.terminate, timeout_s=20)
+        await process.wait_for_log(lambda line: "Uvicorn running" in line["msg"], timeout_s=20)
+        return process
+
+    return start
 
 
 @pytest.fixture
 async def start_worker(flushed_redis: str) -> AsyncIterator[Start]:
     """Starts worker processes on the test Redis (stopped at the end of the test)."""
     async with AsyncExitStack() as stack:
-
-        async def start(**env: str) -> ServiceProcess:
-            port = free_port()
-            process = ServiceProcess(
-                "worker",
-                env={
-                    "WORKER_REDIS_URL": flushed_redis,
-                    "WORKER_HTTP_PORT": str(port),
-                    "WORKER_CLAIM_IDLE_S": "1",
-                    "WORKER_CLAIM_INTERVAL_S": "0.1",
-                    "WORKER_SAMPLE_TASK_S": "0",
-                    "WORKER_PURGE_INTERVAL_S": "0",
-                    "WORKER_REPORT_INTERVAL_S": "0",
-                    **{f"WORKER_{name.upper()}": value for name, value in env.items()},
-                },
-            )
-            process.http_port = port  # type: ignore[attr-defined]
-            await process.start()
-            stack.push_async_callback(process.terminate, timeout_s=20)
-            await process.wait_for_log(lambda line: "Uvicorn running" in line["msg"], timeout_s=20)
-            return process
-
-        yield start
+        yield worker_starter(stack, flushed_redis)
 
 
 @pytest.fixture
@@ -253,3 +258,41 @@ async def test_sigterm_gives_back_what_was_read_but_not_started(
 
     assert code == 0, first.output()
     assert [job.attempts for job in finished] == [1, 1]
+
+
+@pytest.fixture
+def aof_redis() -> Iterator[ThrowawayRedis]:
+    """A Redis of the test's own that keeps every acknowledged write through a restart."""
+    with running_redis(appendonly=True) as server:
+        yield server
+
+
+async def _enqueue_when_up(jobs: JobStore, message: str) -> str:
+    # As a client would: a write refused while Redis restarts is sent again; only an
+    # acknowledged one counts.
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                return await enqueue(jobs, message)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                await asyncio.sleep(0.1)
+
+
+async def test_a_redis_restart_loses_no_acknowledged_job_and_the_worker_resumes(
+    aof_redis: ThrowawayRedis,
+) -> None:
+    async with AsyncExitStack() as stack:
+        start = worker_starter(stack, aof_redis.url)
+        jobs = JobStore(redis.Redis.from_url(aof_redis.url), ttl_s=3600)
+        stack.push_async_callback(jobs.close)
+        await start(sample_task_s="0.02", concurrency="4")
+        ids = [await enqueue(jobs, str(n)) for n in range(100)]
+        await until(jobs, ids[10], "succeeded")  # running when Redis goes
+
+        await asyncio.to_thread(aof_redis.restart)
+        ids += [await _enqueue_when_up(jobs, str(n)) for n in range(100, 150)]
+
+        records = [await until(jobs, job_id, "succeeded", "dead", timeout_s=60) for job_id in ids]
+
+    assert [job.status for job in records] == ["succeeded"] * 150
+    assert [job.result for job in records] == [f"Task {n} is complete!" for n in range(150)]

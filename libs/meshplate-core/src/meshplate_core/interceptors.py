@@ -37,6 +37,7 @@ from meshplate_core.errors import (
 )
 from meshplate_core.logging import request_id
 from meshplate_core.metrics import RpcMetrics
+from meshplate_core.outages import is_outage
 from meshplate_core.tracing import extract, recording, span
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,9 @@ class RpcInterceptor:
       traced). A span is an error only when the service failed (INTERNAL, UNKNOWN, UNAVAILABLE,
       DATA_LOSS), not when it answered NOT_FOUND and the like. Without an exporting tracer no
       span is made, but the caller's context is current, so the calls made from here carry it.
-    - Domain errors become their status, with their extras as trailing metadata; anything
-      unexpected becomes INTERNAL, logged, its text never sent.
+    - Domain errors become their status, with their extras as trailing metadata; a dependency
+      found out (meshplate_core.outages: a database or Redis unreachable or restarting) becomes
+      UNAVAILABLE; anything else unexpected becomes INTERNAL, logged, its text never sent.
     - Every RPC is counted and timed by its final status.
     """
 
@@ -204,7 +206,11 @@ async def _guarded(behavior: Behavior, request: Any, context: Context, method: s
     except NotImplementedError:
         # The generated base servicer raises this for RPCs a service does not implement yet.
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):
+            # Not a bug: a database or Redis is out for now (the caller may retry).
+            log.warning("%s: a dependency is unavailable: %r", method, exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "a dependency is unavailable")
         log.exception("unexpected error in %s", method)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 

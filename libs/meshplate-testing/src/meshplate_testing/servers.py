@@ -83,34 +83,82 @@ def _run(command: list[str]) -> None:
         pytest.exit(f"{command[-1]} failed: {done.stderr.strip()[-300:]}", returncode=3)
 
 
+class ThrowawayPostgres:
+    """A PostgreSQL server of its own in a temporary folder on a free port, which a test may
+    restart (a fault to survive)."""
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            pytest.exit(
+                "no PostgreSQL: install the Debian package 'postgresql' or set TEST_POSTGRES_DSN",
+                returncode=3,
+            )
+        self._initdb, self._pg_ctl = initdb, pg_ctl
+        # PostgreSQL refuses to run as root; root runs it as the 'postgres' system user.
+        self._as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        # A folder of its own under /tmp: that user could not enter pytest's private ones.
+        self.folder = Path(tempfile.mkdtemp(prefix="meshplate-postgres-"))
+        if self._as_user:
+            shutil.chown(self.folder, user="postgres")
+        self._data, self.port = self.folder / "data", free_port()
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        _run([*self._as_user, self._pg_ctl, "-D", str(self._data), *args])
+
+    def start(self) -> None:
+        """Create the cluster (the first time) and start the server; return once it answers."""
+        if not self._data.exists():
+            _run(
+                [
+                    *self._as_user,
+                    self._initdb,
+                    "-D",
+                    str(self._data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                ]
+            )
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        # The server's output goes to a file: a pipe left open by it would never reach EOF.
+        self._ctl("-o", options, "-l", str(self.folder / "server.log"), "-w", "start")
+
+    def stop(self) -> None:
+        """Stop the server (fast: open connections are cut, as in a restart)."""
+        self._ctl("-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and data."""
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        """Delete its folder (stopped first)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def throwaway_postgres() -> Iterator[str]:
     """A PostgreSQL server in a temporary folder on a free port, stopped and removed on exit."""
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.exit(
-            "no PostgreSQL: install the Debian package 'postgresql' or set TEST_POSTGRES_DSN",
-            returncode=3,
-        )
-    # PostgreSQL refuses to run as root; root runs it as the 'postgres' system user.
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    # A folder of its own under /tmp: that user could not enter pytest's private ones.
-    folder = Path(tempfile.mkdtemp(prefix="meshplate-postgres-"))
-    if as_user:
-        shutil.chown(folder, user="postgres")
-    data, port = folder / "data", free_port()
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    with running_postgres() as server:
+        yield server.dsn
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[ThrowawayPostgres]:
+    """A started ThrowawayPostgres, stopped and removed on exit."""
+    server = ThrowawayPostgres()
     try:
-        _run([*as_user, initdb, "-D", str(data), "-U", "postgres", "-A", "trust"])
-        # The server's output goes to a file: a pipe left open by it would never reach EOF.
-        log = str(folder / "server.log")
-        _run([*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", log, "-w", "start"])
+        server.start()
         try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            yield server
         finally:
-            _run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "stop"])
+            server.stop()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()
 
 
 def redis_answers(url: str) -> bool:
@@ -122,27 +170,74 @@ def redis_answers(url: str) -> bool:
         return False
 
 
+class ThrowawayRedis:
+    """A Redis server of its own on a free port, which a test may restart. With `appendonly`,
+    every write is in its append-only file before it is acknowledged (`appendfsync always`), so
+    a restart keeps whatever was acknowledged; without, it keeps nothing on disk."""
+
+    def __init__(self, *, appendonly: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.exit(
+                "no Redis: install the Debian package 'redis-server' or set TEST_REDIS_URL",
+                returncode=3,
+            )
+        self._binary = binary
+        self.folder = Path(tempfile.mkdtemp(prefix="meshplate-redis-"))
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else []
+        self._argv = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.folder),
+            "--appendonly",
+            "no",
+            *persistence,
+        ]
+        self._server: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server; return once it answers."""
+        self._server = subprocess.Popen(self._argv, stdout=subprocess.DEVNULL)
+        wait_until(lambda: redis_answers(self.url), timeout_s=10, what="redis-server")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: what a restart does)."""
+        if self._server is not None:
+            self._server.terminate()
+            self._server.wait(10)
+            self._server = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and folder."""
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def running_redis(*, appendonly: bool = False) -> Iterator[ThrowawayRedis]:
+    """A started ThrowawayRedis, stopped and removed on exit."""
+    server = ThrowawayRedis(appendonly=appendonly)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def throwaway_redis() -> Iterator[str]:
     """A Redis server on a free port that keeps nothing on disk, stopped on exit."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.exit(
-            "no Redis: install the Debian package 'redis-server' or set TEST_REDIS_URL",
-            returncode=3,
-        )
-    port = free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        wait_until(lambda: redis_answers(url), timeout_s=10, what="redis-server")
-        yield url
-    finally:
-        server.terminate()
-        server.wait(10)
+    with running_redis() as server:
+        yield server.url
 
 
 async def recreate_database(server_dsn: str, name: str) -> str:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from meshplate_core.errors import DomainError
 from meshplate_core.interceptors import status_for, trailer, trailers_for
+from meshplate_core.outages import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,10 @@ async def handle_domain_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged with its traceback, answered 500 without a word of it."""
+    """A dependency out (meshplate_core.outages: Redis unreachable, say): 503. Anything else is
+    a bug: logged with its traceback, answered 500 without a word of it."""
+    if is_outage(exc):
+        log.warning("dependency unavailable on %s %s: %r", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "Service unavailable"}, status_code=503, headers=NO_STORE)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal Server Error"}, status_code=500, headers=NO_STORE)
