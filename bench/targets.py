@@ -1,7 +1,7 @@
-"""Issue #11's targets (and #12's restart time), checked against one run's results: each scenario's comparison (the
-monolith's same route, a reference of the same run, or the same load alone), and the table of
-targets with what was measured. Targets relative to the monolith are left unchecked when it did
-not run."""
+"""Issue #11's targets (and #12's restart time), checked against one run's results: each
+scenario's comparison (the monolith's same route, a reference of the same run, or the same load
+alone), and the table of targets with what was measured. Targets relative to the monolith are
+left unchecked when it did not run."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 Rules are cached in the process and reloaded when the counting script says their version moved.
 Subjects already over their limit are answered from memory until their retry time, so attack
 traffic is never counted; each batch still confirms the rules' version in its one round trip, so
-a raised limit frees them at once, on every replica. When Redis cannot be reached the limiter fails open (admits, logged
-and counted) or closed (UnavailableError, HTTP 503), as configured; never a 500.
+a raised limit frees them at once, on every replica. When Redis cannot be reached the limiter
+fails open (admits, logged and counted) or closed (UnavailableError, HTTP 503), as configured;
+never a 500.
 """
 
 from __future__ import annotations

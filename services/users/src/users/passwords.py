@@ -59,10 +59,11 @@ class PasswordHasher:
 
     At most `concurrency` run at once (more would only share the same cores), in threads of
     Linux's SCHED_IDLE policy when `idle`, else of niceness `nice`, so that on a busy machine
-    reads are served before hashes (argon2 releases the GIL: the threads hash in parallel). A check waits for its turn only when it can be done
-    within SHARE_OF_DEADLINE of its caller's remaining time (`time_left_s`, else
-    `default_deadline_s`), judged from the number of checks ahead of it, the concurrency and a
-    running average of the measured hash time; otherwise it is refused at once
+    reads are served before hashes (argon2 releases the GIL: the threads hash in parallel). A
+    check waits for its turn only when it can be done within SHARE_OF_DEADLINE of its caller's
+    remaining time (`time_left_s`, else `default_deadline_s`), judged from the number of checks
+    ahead of it, the concurrency and a running average of the measured hash time; otherwise it
+    is refused at once
     (ResourceExhaustedError, retry after about the time the checks ahead need) rather than
     queued past its caller's deadline. It is judged again while it waits and when its turn
     comes: once the machine got so slow that it could no longer be done in time, it is refused
