@@ -5,6 +5,7 @@ and the per-address limit, kept by Envoy itself for each address."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Sequence
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from meshplate_testing.edge import Edge, envoy_command, local_config, write_config
+from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 
 from .conftest import ENVOY_CONFIG, Stack, serve_gateway
@@ -198,3 +200,80 @@ def _served(metrics: str) -> float:
     return sum(
         float(line.removeprefix(prefix)) for line in metrics.splitlines() if line.startswith(prefix)
     )
+
+
+async def test_gateways_restarted_one_by_one_with_sigterm_fail_no_request(stack: Stack) -> None:
+    # A rolling restart of two gateway processes behind Envoy, reads and writes running.
+    async with contextlib.AsyncExitStack() as exits:
+        await _rolling_restart(stack, exits)
+
+
+async def _rolling_restart(stack: Stack, exits: contextlib.AsyncExitStack) -> None:
+    ports = [free_port(), free_port()]
+    settings = stack.gateway_settings
+
+    limits = await exits.enter_async_context(stack.another_ratelimit(default_limit=1_000_000))
+
+    def gateway(port: int) -> ServiceProcess:
+        return ServiceProcess(
+            "gateway",
+            env={
+                "GATEWAY_PORT": str(port),
+                "GATEWAY_AUTH_ADDR": settings.auth_addr,
+                "GATEWAY_USERS_ADDR": settings.users_addr,
+                "GATEWAY_RATELIMIT_ADDR": f"127.0.0.1:{limits}",
+                "GATEWAY_REDIS_URL": settings.redis_url,
+                "GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+                "LOG_LEVEL": "WARNING",
+            },
+        )
+
+    async def serving(process: ServiceProcess, port: int) -> None:
+        await process.start()
+        async with asyncio.timeout(30), httpx.AsyncClient() as probe:
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await probe.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+
+    running = [gateway(port) for port in ports]
+    statuses: collections.Counter[int] = collections.Counter()
+    stop = asyncio.Event()
+    try:
+        for process, port in zip(running, ports, strict=True):
+            await serving(process, port)
+        async with (
+            _edge(ports, edge_limit=(1_000_000, 60)) as proxy,
+            stack.client(proxy.url) as client,
+        ):
+
+            async def traffic() -> None:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    read = await client.get("/api/v1/user/root")
+                    write = await client.post("/api/v1/tasks/task", params={"message": str(n)})
+                    statuses.update([read.status_code, write.status_code])
+
+            load = asyncio.gather(traffic(), traffic())
+            for index, port in enumerate(ports):
+                await asyncio.sleep(1)
+                assert await running[index].terminate(timeout_s=20) == 0
+                running[index] = gateway(port)
+                await serving(running[index], port)
+            await asyncio.sleep(1)
+            stop.set()
+            await load
+            failed = [line for line in proxy.access_log() if line["status"] >= 300]
+    finally:
+        stop.set()
+        for process in running:
+            await process.terminate(timeout_s=20)
+
+    failed = [
+        {k: line.get(k) for k in ("status", "method", "path", "flags", "upstream", "attempts")}
+        for line in failed
+    ]
+    assert set(statuses) == {200, 201}, (statuses, failed[:5])
+    assert statuses[201] > 20
