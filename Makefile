@@ -8,7 +8,7 @@ SVC ?=
 TEST_PATHS := $(if $(SVC),services/$(SVC),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench lint fmt protos protos-check breaking cov pins
+.PHONY: help install run test bench soak lint fmt protos protos-check breaking cov pins
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: install ## run the tests (SVC=users: one service only)
 
 bench: install ## measure the speed targets (e2e/bench_*.py; MONOLITH_KIT=<kit> beside the monolith)
 	$(RUN) pytest -p no:cacheprovider -s -q e2e/bench_*.py
+
+soak: install ## five minutes of mixed traffic through Envoy: no 5xx, memory settles (SOAK_S=300)
+	$(RUN) pytest -p no:cacheprovider -s -q e2e/soak_mixed.py
 
 lint: install ## ruff, mypy --strict, buf lint/format, stale generated code
 	$(RUN) ruff format --check .
