@@ -7,10 +7,12 @@ import re
 
 import pytest
 from fastapi import FastAPI
-from starlette.routing import Match, Route
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Match, Route, Router
 
 from gateway.app import create_app
-from gateway.routing import RouteIndex
+from gateway.routing import RouteIndex, index_routes
 
 from .conftest import settings_for
 
@@ -93,3 +95,10 @@ def test_routes_after_one_the_index_cannot_read_are_left_to_the_router() -> None
 
     assert index.find(_scope("GET", "/first")) is app.router.routes[-3]
     assert index.find(_scope("GET", "/after")) is None
+
+
+def test_a_router_with_middleware_of_its_own_is_not_indexed() -> None:
+    router = Router(middleware=[Middleware(GZipMiddleware)])
+
+    with pytest.raises(ValueError, match="middleware of its own"):
+        index_routes(router)

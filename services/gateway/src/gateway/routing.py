@@ -85,5 +85,9 @@ class RouteIndex:
 
 
 def index_routes(router: Router) -> None:
-    """Serve `router`'s requests through a RouteIndex of its routes as they are now."""
+    """Serve `router`'s requests through a RouteIndex of its routes as they are now. The index
+    takes the place of the router's own middleware stack, so a router with middleware of its
+    own is refused rather than left without it."""
+    if router.middleware_stack != router.app:
+        raise ValueError("the router has middleware of its own: it cannot be indexed")
     router.middleware_stack = RouteIndex(router)
