@@ -6,8 +6,6 @@ is back)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,16 +17,6 @@ from .conftest import Stack, serve_gateway
 from .identity import bearer, log_in, sign_up
 
 
-@contextlib.asynccontextmanager
-async def _proxy(host: str, port: int) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy(host, port)
-    await proxy.open()
-    try:
-        yield proxy
-    finally:
-        await proxy.cut()
-
-
 async def _until(
     client: httpx.AsyncClient, path: str, status: int, headers: dict[str, str] | None = None
 ) -> None:
@@ -38,7 +26,7 @@ async def _until(
 
 
 async def test_a_service_answering_after_the_deadline_is_504_on_time(stack: Stack) -> None:
-    async with _proxy("127.0.0.1", stack.ports["users"]) as slow_users:
+    async with TcpProxy("127.0.0.1", stack.ports["users"]) as slow_users:
         settings: GatewaySettings = stack.gateway_settings.model_copy(
             update={"users_addr": f"127.0.0.1:{slow_users.port}", "rpc_timeout_s": 0.5}
         )
@@ -62,7 +50,7 @@ async def test_a_gateway_that_cannot_read_revocations_refuses_tokens_with_503(
     async with stack.client() as client:
         await sign_up(client, "ann")
         access, _ = await log_in(client, "ann")
-    async with _proxy(redis.hostname or "127.0.0.1", redis.port or 6379) as cut_off:
+    async with TcpProxy(redis.hostname or "127.0.0.1", redis.port or 6379) as cut_off:
         settings: GatewaySettings = stack.gateway_settings.model_copy(
             update={"redis_url": redis._replace(netloc=f"127.0.0.1:{cut_off.port}").geturl()}
         )

@@ -328,30 +328,29 @@ async def test_a_redis_answering_too_late_is_decided_without_then_used_again(
     engine: AsyncEngine, settings: Any, fail_open: bool
 ) -> None:
     url = urlsplit(settings.redis_url)
-    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 6379)
-    await proxy.open()
-    redis = Redis.from_url(url._replace(netloc=f"127.0.0.1:{proxy.port}").geturl())
-    limiter = Limiter(
-        engine=engine,
-        redis=redis,
-        default_limit=10,
-        default_period_s=60,
-        fail_open=fail_open,
-        redis_timeout_s=0.2,
-    )
-    try:
-        first = await limiter.check("user:1", 1, "/api/v1/x", 1)
-        proxy.delay_s = 1.0
+    async with TcpProxy(url.hostname or "127.0.0.1", url.port or 6379) as proxy:
+        redis = Redis.from_url(url._replace(netloc=f"127.0.0.1:{proxy.port}").geturl())
+        limiter = Limiter(
+            engine=engine,
+            redis=redis,
+            default_limit=10,
+            default_period_s=60,
+            fail_open=fail_open,
+            redis_timeout_s=0.2,
+        )
         try:
-            late = "allowed" if (await limiter.check("user:1", 1, "/api/v1/x", 1)).allowed else ""
-        except UnavailableError:
-            late = "unavailable"
-        proxy.delay_s = 0
-        again = await limiter.check("user:1", 1, "/api/v1/x", 1)
-    finally:
-        await limiter.close()
-        await redis.aclose()
-        await proxy.cut()
+            first = await limiter.check("user:1", 1, "/api/v1/x", 1)
+            proxy.delay_s = 1.0
+            try:
+                answer = await limiter.check("user:1", 1, "/api/v1/x", 1)
+                late = "allowed" if answer.allowed else ""
+            except UnavailableError:
+                late = "unavailable"
+            proxy.delay_s = 0
+            again = await limiter.check("user:1", 1, "/api/v1/x", 1)
+        finally:
+            await limiter.close()
+            await redis.aclose()
 
     assert late == ("allowed" if fail_open else "unavailable")
     assert limiter.stats.redis_failures == 1

@@ -10,7 +10,8 @@ from meshplate_testing.servers import free_port
 
 class TcpProxy:
     """Forwards a local port to a target; `cut()` drops every connection and refuses new ones;
-    while `delay_s` is set, every chunk waits that long before it is passed on."""
+    while `delay_s` is set, every chunk waits that long before it is passed on. As a context
+    manager: open for the block, cut at its end."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
@@ -18,6 +19,13 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self.port = free_port()
         self.delay_s = 0.0
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.cut()
 
     async def open(self) -> None:
         """Accept connections (again) on the same port."""
