@@ -186,7 +186,6 @@ class ThrowawayRedis:
         self.folder = Path(tempfile.mkdtemp(prefix="meshplate-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else []
         self._argv = [
             binary,
             "--port",
@@ -198,8 +197,8 @@ class ThrowawayRedis:
             "--dir",
             str(self.folder),
             "--appendonly",
-            "no",
-            *persistence,
+            "yes" if appendonly else "no",
+            *(["--appendfsync", "always"] if appendonly else []),
         ]
         self._server: subprocess.Popen[bytes] | None = None
 
