@@ -224,6 +224,7 @@ async def _rolling_restart(stack: Stack, exits: contextlib.AsyncExitStack) -> No
                 "GATEWAY_RATELIMIT_ADDR": f"127.0.0.1:{limits}",
                 "GATEWAY_REDIS_URL": settings.redis_url,
                 "GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+                "GATEWAY_SHUTDOWN_DRAIN_S": "5",
                 "LOG_LEVEL": "WARNING",
             },
         )

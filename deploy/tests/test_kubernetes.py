@@ -149,11 +149,13 @@ def test_probes_are_native_and_the_pods_grace_outlasts_the_services(overlay: str
         assert container["readinessProbe"]["httpGet"]["path"] == ready
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         grace = float(env_of(container)[f"{name.upper()}_SHUTDOWN_GRACE_S"])
-        pause = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
-        assert spec["terminationGracePeriodSeconds"] > grace + pause
-    for name in ("gateway", "envoy"):
-        [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
-        assert container["lifecycle"]["preStop"]["sleep"]["seconds"] >= 10, name
+        drain = float(env_of(container).get(f"{name.upper()}_SHUTDOWN_DRAIN_S", 0))
+        assert spec["terminationGracePeriodSeconds"] > grace + drain
+    # Nothing cut in a rollout: Envoy pauses (its Service stops sending), the gateway drains.
+    [envoy] = deployments["envoy"]["spec"]["template"]["spec"]["containers"]
+    assert envoy["lifecycle"]["preStop"]["sleep"]["seconds"] >= 10
+    [gateway] = deployments["gateway"]["spec"]["template"]["spec"]["containers"]
+    assert float(env_of(gateway)["GATEWAY_SHUTDOWN_DRAIN_S"]) >= 5
     worker = deployments["worker"]["spec"]["template"]["spec"]["containers"][0]
     consumer = next(e for e in worker["env"] if e["name"] == "WORKER_CONSUMER")
     assert consumer["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"

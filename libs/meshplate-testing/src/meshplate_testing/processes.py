@@ -105,6 +105,11 @@ class ServiceProcess:
             await self._process.wait()
             raise
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send `sig` to the process alone (its children, if any, are not signalled)."""
+        assert self._process is not None
+        self._process.send_signal(sig)
+
     async def interrupt(self, *, timeout_s: float) -> int:
         """Ctrl-C in its terminal: SIGINT to its whole process group; the exit code."""
         assert self._process is not None

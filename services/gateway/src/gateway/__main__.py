@@ -1,5 +1,6 @@
 """`python -m gateway`: serve the REST API with uvicorn (uvloop, httptools), in GATEWAY_WORKERS
-processes."""
+processes (one by default, which drains for GATEWAY_SHUTDOWN_DRAIN_S on SIGTERM: see
+meshplate_core.http_server)."""
 
 from gateway.settings import Settings
 from meshplate_core.http_server import serve_http, serve_http_workers
@@ -23,4 +24,5 @@ if __name__ == "__main__":
             host=settings.host,
             port=settings.port,
             grace_s=settings.shutdown_grace_s,
+            drain_s=settings.shutdown_drain_s,
         )
