@@ -24,6 +24,7 @@ from starlette.routing import Match
 
 from gateway.caching import CacheHeadersMiddleware
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
+from gateway.documented import declare_common
 from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, handle_unexpected
 from gateway.identity import Authenticator
 from gateway.limiting import RateLimitMiddleware
@@ -257,6 +258,7 @@ def create_app(settings: Settings) -> FastAPI:
         posts.router,
     ]
     _hold_flat(app, routers)
+    declare_common(app.router.routes)
     registry = CollectorRegistry()
     app.add_middleware(
         MetricsMiddleware,

@@ -52,7 +52,12 @@ def _answer(checks: dict[str, str], response: Response) -> Readiness:
     return Readiness(status="healthy" if healthy else "unhealthy", checks=checks)
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    responses={
+        503: {"description": "Draining: the process is stopping (meshplate_core.http_server)."}
+    },
+)
 async def health(settings: AppSettings, request: Request, response: Response) -> Liveness:
     """Liveness: answers while the process runs, without asking any dependency."""
     response.headers.update(NO_STORE)

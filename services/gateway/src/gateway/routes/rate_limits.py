@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from gateway.deps import Limits, Superuser, Users
+from gateway.documented import errors
 from gateway.routes.users import read_user_or_404
 from gateway.schemas import (
     Message,
@@ -21,7 +22,11 @@ from gateway.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["rate limits"])
 
 
-@router.post("/tier/{tier_name}/rate_limit", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/tier/{tier_name}/rate_limit",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(403, 404, 409),
+)
 async def create_rate_limit(
     tier_name: PathText, body: RateLimitCreate, _admin: Superuser, users: Users, limits: Limits
 ) -> RateLimitRead:
@@ -30,7 +35,7 @@ async def create_rate_limit(
     return await limits.create_rule(tier.id, body)
 
 
-@router.get("/tier/{tier_name}/rate_limits")
+@router.get("/tier/{tier_name}/rate_limits", responses=errors(404))
 async def read_rate_limits(
     tier_name: PathText, users: Users, limits: Limits, pages: Pages
 ) -> Page[RateLimitRead]:
@@ -40,7 +45,7 @@ async def read_rate_limits(
     return pages.of(data, total)
 
 
-@router.get("/tier/{tier_name}/rate_limit/{rule_id}")
+@router.get("/tier/{tier_name}/rate_limit/{rule_id}", responses=errors(404))
 async def read_rate_limit(
     tier_name: PathText, rule_id: PathInt64, users: Users, limits: Limits
 ) -> RateLimitRead:
@@ -49,7 +54,7 @@ async def read_rate_limit(
     return await limits.get_rule(tier.id, rule_id)
 
 
-@router.patch("/tier/{tier_name}/rate_limit/{rule_id}")
+@router.patch("/tier/{tier_name}/rate_limit/{rule_id}", responses=errors(403, 404, 409))
 async def update_rate_limit(
     tier_name: PathText,
     rule_id: PathInt64,
@@ -64,7 +69,7 @@ async def update_rate_limit(
     return Message(message="Rate Limit updated")
 
 
-@router.delete("/tier/{tier_name}/rate_limit/{rule_id}")
+@router.delete("/tier/{tier_name}/rate_limit/{rule_id}", responses=errors(403, 404))
 async def delete_rate_limit(
     tier_name: PathText, rule_id: PathInt64, _admin: Superuser, users: Users, limits: Limits
 ) -> Message:
@@ -74,7 +79,7 @@ async def delete_rate_limit(
     return Message(message="Rate Limit deleted")
 
 
-@router.get("/user/{username}/rate_limits")
+@router.get("/user/{username}/rate_limits", responses=errors(403, 404))
 async def read_user_rate_limits(
     username: str, _admin: Superuser, users: Users, limits: Limits
 ) -> UserRateLimitsRead:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 
 from gateway.deps import AppSettings, OptionalUser, RedisClient
+from gateway.documented import errors
 from meshplate_core.errors import NotFoundError, UnavailableError
 from meshplate_core.events import SampleTaskRequested
 from meshplate_core.jobs import Job, JobStore, Status
@@ -56,7 +57,7 @@ async def create_task(
     return TaskCreated(id=job_id)
 
 
-@router.get("/task/{task_id}")
+@router.get("/task/{task_id}", responses=errors(404))
 async def read_task(
     task_id: str, user: OptionalUser, redis: RedisClient, settings: AppSettings, response: Response
 ) -> TaskRead:

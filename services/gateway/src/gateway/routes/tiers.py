@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from gateway.deps import Superuser, Users
+from gateway.documented import errors
 from gateway.schemas import (
     Message,
     Page,
@@ -17,7 +18,7 @@ from gateway.schemas import (
 router = APIRouter(prefix="/api/v1", tags=["tiers"])
 
 
-@router.post("/tier", status_code=status.HTTP_201_CREATED)
+@router.post("/tier", status_code=status.HTTP_201_CREATED, responses=errors(403, 409))
 async def create_tier(body: TierCreate, _admin: Superuser, users: Users) -> TierRead:
     """Add a tier."""
     return await users.create_tier(body.name)
@@ -30,13 +31,13 @@ async def read_tiers(users: Users, pages: Pages) -> Page[TierRead]:
     return pages.of(data, total)
 
 
-@router.get("/tier/{name}")
+@router.get("/tier/{name}", responses=errors(404))
 async def read_tier(name: PathText, users: Users) -> TierRead:
     """One tier."""
     return await users.get_tier(name=name)
 
 
-@router.patch("/tier/{name}")
+@router.patch("/tier/{name}", responses=errors(403, 404, 409))
 async def update_tier(name: PathText, body: TierCreate, _admin: Superuser, users: Users) -> Message:
     """Rename a tier."""
     tier = await users.get_tier(name=name)
@@ -44,7 +45,7 @@ async def update_tier(name: PathText, body: TierCreate, _admin: Superuser, users
     return Message(message="Tier updated")
 
 
-@router.delete("/tier/{name}")
+@router.delete("/tier/{name}", responses=errors(403, 404, 409))
 async def delete_tier(name: PathText, _admin: Superuser, users: Users) -> Message:
     """Remove a tier that no user is on."""
     tier = await users.get_tier(name=name)

@@ -14,6 +14,7 @@ from gateway.deps import (
     plausible_username,
     require_owner,
 )
+from gateway.documented import errors
 from gateway.schemas import (
     Message,
     Page,
@@ -42,7 +43,7 @@ def _shown(user: UserRead, viewer: Claims | None) -> UserRead:
     return user if may_see_email(viewer, user.id) else user.model_copy(update={"email": None})
 
 
-@router.post("/user", status_code=status.HTTP_201_CREATED)
+@router.post("/user", status_code=status.HTTP_201_CREATED, responses=errors(409))
 async def create_user(body: UserCreate, users: Users) -> UserRead:
     """Sign up."""
     return await users.create_user(body)
@@ -63,13 +64,13 @@ async def read_me(user: CurrentUser, users: Users) -> UserRead:
     return await users.get_user(user_id=user.user_id)
 
 
-@router.get("/user/{username}")
+@router.get("/user/{username}", responses=errors(404))
 async def read_user(username: str, viewer: OptionalUser, users: Users) -> UserRead:
     """A user's profile; the e-mail address only for its owner or a superuser."""
     return _shown(await read_user_or_404(users, username), viewer)
 
 
-@router.patch("/user/{username}")
+@router.patch("/user/{username}", responses=errors(403, 404, 409))
 async def update_user(username: str, body: UserUpdate, user: CurrentUser, users: Users) -> Message:
     """Change one's own profile (or, as a superuser, anyone's)."""
     target = await read_user_or_404(users, username)
@@ -78,7 +79,7 @@ async def update_user(username: str, body: UserUpdate, user: CurrentUser, users:
     return Message(message="User updated")
 
 
-@router.delete("/user/{username}")
+@router.delete("/user/{username}", responses=errors(403, 404))
 async def delete_user(username: str, user: CurrentUser, users: Users, auth: Auth) -> Message:
     """Delete one's own account (soft); every token of it stops working."""
     target = await read_user_or_404(users, username)
@@ -88,7 +89,7 @@ async def delete_user(username: str, user: CurrentUser, users: Users, auth: Auth
     return Message(message="User deleted")
 
 
-@router.delete("/db_user/{username}")
+@router.delete("/db_user/{username}", responses=errors(403, 404))
 async def erase_user(username: str, _admin: Superuser, users: Users, auth: Auth) -> Message:
     """Remove a user (live or soft-deleted) and their data from the database."""
     target = await read_user_or_404(users, username, include_deleted=True)
@@ -97,7 +98,7 @@ async def erase_user(username: str, _admin: Superuser, users: Users, auth: Auth)
     return Message(message="User deleted from the database")
 
 
-@router.get("/user/{username}/tier")
+@router.get("/user/{username}/tier", responses=errors(404))
 async def read_user_tier(username: str, viewer: OptionalUser, users: Users) -> UserTierRead:
     """A user with their tier."""
     user = _shown(await read_user_or_404(users, username), viewer)
@@ -109,7 +110,7 @@ async def read_user_tier(username: str, viewer: OptionalUser, users: Users) -> U
     )
 
 
-@router.patch("/user/{username}/tier")
+@router.patch("/user/{username}/tier", responses=errors(403, 404))
 async def update_user_tier(
     username: str, body: UserTierUpdate, _admin: Superuser, users: Users
 ) -> Message:
