@@ -10,7 +10,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from meshplate_core.grpc_server import LIVENESS, serve_until_terminated, watch_health
+from meshplate_core.channels import LIVENESS
+from meshplate_core.grpc_server import serve_until_terminated, watch_health
 from meshplate_testing.servers import free_port
 
 from .conftest import PROBE, ProbeFactory, register_probe

@@ -25,6 +25,11 @@ _BACKSTOP_S = 5.0
 # How often an idle channel pings its server to learn that the connection still works; servers
 # (meshplate_core.grpc_server) accept pings twice as often, so none counts as abuse.
 KEEPALIVE_S = 20.0
+# The health entry a server reports SERVING from its start until it begins to stop, whatever its
+# database says (meshplate_core.grpc_server): what liveness probes ask, and what clients watch on
+# each replica to balance only over those that take calls (a database outage must make pods
+# unready, not restart them, nor empty a client's rotation).
+LIVENESS = "meshplate.liveness"
 
 
 def is_idempotent(method: MethodDescriptor) -> bool:
@@ -35,7 +40,9 @@ def is_idempotent(method: MethodDescriptor) -> bool:
 def service_config(
     services: Sequence[ServiceDescriptor], *, timeout_s: float, max_attempts: int = 3
 ) -> dict[str, Any]:
-    """A gRPC service config: round robin, a default deadline, retries for idempotent RPCs.
+    """A gRPC service config: round robin over the replicas that report LIVENESS serving
+    (gRPC's client-side health checking: a replica that begins to stop is left at once, while
+    its drain lets calls already sent finish), a default deadline, retries for idempotent RPCs.
 
     The default deadline is a backstop for a call that sets none, `_BACKSTOP_S` above
     `timeout_s`: gRPC Python ends calls about 1.8 s before a service config's timeout (a 3 s one
@@ -67,6 +74,7 @@ def service_config(
         )
     return {
         "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": LIVENESS},
         "methodConfig": method_config,
         # Retries stop when more than half of recent calls failed, so an outage is not multiplied.
         "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},

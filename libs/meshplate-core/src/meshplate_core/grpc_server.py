@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from meshplate_core.channels import KEEPALIVE_S
+from meshplate_core.channels import KEEPALIVE_S, LIVENESS
 from meshplate_core.interceptors import RpcInterceptor
 from meshplate_core.metrics import RpcMetrics
 
@@ -29,9 +29,6 @@ Check = Callable[[], Awaitable[None]]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-# The health entry of liveness probes: SERVING from start to shutdown, whatever the database
-# says (a database outage must make pods unready, not restart them).
-LIVENESS = "meshplate.liveness"
 
 
 class _Wrapping(grpc.aio.Server):
