@@ -1,4 +1,4 @@
-"""User and tier routes with their owner and superuser checks (API.md "Users", "Tiers")."""
+"""User and tier routes with their owner and superuser checks (docs/api.md "Users", "Tiers")."""
 
 from __future__ import annotations
 

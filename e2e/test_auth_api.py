@@ -1,4 +1,4 @@
-"""Login, refresh, logout and the attacks that must fail (API.md "Auth"), over real HTTP."""
+"""Login, refresh, logout and the attacks that must fail (docs/api.md "Auth"), over real HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Post routes and HTTP caching over real HTTP (API.md "Posts", Cache-Control, ETag, 304)."""
+"""Post routes and HTTP caching over real HTTP (docs/api.md "Posts", Cache-Control, ETag, 304)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tasks over real HTTP, run by a real worker process (API.md "Tasks")."""
+"""Tasks over real HTTP, run by a real worker process (docs/api.md "Tasks")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The vertical slice over real HTTP -> gRPC -> SQL: sign up and read a user (API.md "Users")."""
+"""The vertical slice over real HTTP -> gRPC -> SQL: sign up and read a user (docs/api.md "Users")."""
 
 from __future__ import annotations
 

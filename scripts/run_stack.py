@@ -1,7 +1,7 @@
 """`make run`: the whole local stack in the foreground, stopped together by Ctrl-C or SIGTERM.
 
 Starts auth, users, ratelimit, worker and gateway as child processes on the ports of their settings
-(DESIGN.md's defaults, or the environment and `.env`), Envoy in front of the gateway as the entry
+(docs/design.md's defaults, or the environment and `.env`), Envoy in front of the gateway as the entry
 point (deploy/envoy/envoy.yaml with local addresses; EDGE_HOST, EDGE_PORT 8080, EDGE_ADMIN_PORT
 9901, EDGE_STATS_PORT 9902 for its metrics; EDGE_LIMIT requests per EDGE_LIMIT_PERIOD_S seconds
 per client address instead of the file's 600 a minute, when set), and, unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it

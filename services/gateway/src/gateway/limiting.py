@@ -1,4 +1,4 @@
-"""Rate limiting of every `/api/v1` request (pure ASGI), as DESIGN.md's lifecycle orders it.
+"""Rate limiting of every `/api/v1` request (pure ASGI), as docs/design.md's lifecycle orders it.
 
 The caller is authenticated first (a verified user id is the subject; an unverified one would let
 anyone spend someone else's quota), then one call to ratelimit decides. Requests without a valid

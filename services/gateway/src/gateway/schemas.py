@@ -1,4 +1,4 @@
-"""The REST contract's bodies (API.md), validated here before any call is made."""
+"""The REST contract's bodies (docs/api.md), validated here before any call is made."""
 
 from __future__ import annotations
 

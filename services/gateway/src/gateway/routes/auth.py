@@ -1,4 +1,4 @@
-"""Login, refresh, logout and the public keys (API.md "Auth")."""
+"""Login, refresh, logout and the public keys (docs/api.md "Auth")."""
 
 from __future__ import annotations
 

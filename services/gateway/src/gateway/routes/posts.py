@@ -1,4 +1,4 @@
-"""Post routes (API.md "Posts"); who may change a post is decided by the users service."""
+"""Post routes (docs/api.md "Posts"); who may change a post is decided by the users service."""
 
 from __future__ import annotations
 

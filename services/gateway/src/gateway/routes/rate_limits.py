@@ -1,4 +1,4 @@
-"""Rate-limit rule routes (API.md "Tiers and rate-limit rules", the rule part)."""
+"""Rate-limit rule routes (docs/api.md "Tiers and rate-limit rules", the rule part)."""
 
 from __future__ import annotations
 

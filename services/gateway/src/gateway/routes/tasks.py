@@ -1,4 +1,4 @@
-"""Task routes (API.md "Tasks"): enqueue the sample task, read a job's status."""
+"""Task routes (docs/api.md "Tasks"): enqueue the sample task, read a job's status."""
 
 from __future__ import annotations
 

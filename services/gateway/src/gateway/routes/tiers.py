@@ -1,4 +1,4 @@
-"""Tier routes (API.md "Tiers and rate-limit rules", the tier part)."""
+"""Tier routes (docs/api.md "Tiers and rate-limit rules", the tier part)."""
 
 from __future__ import annotations
 

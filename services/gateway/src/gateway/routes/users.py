@@ -1,4 +1,4 @@
-"""User routes (API.md "Users")."""
+"""User routes (docs/api.md "Users")."""
 
 from __future__ import annotations
 
