@@ -16,6 +16,8 @@ from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 from meshplate_testing.smtp import Mailbox, smtp_server
 from worker.dead_letters import replay
+from worker.kinds.welcome import welcome_message
+from worker.mail import Mailer, Relay
 
 from .test_delivery import running, until_finished
 
@@ -135,3 +137,14 @@ async def test_a_replayed_job_gets_a_whole_record_even_after_its_own_expired(
 
     assert replayed == 1
     assert (job.status, job.attempts, job.owner_id, job.system) == ("succeeded", 1, 7, False)
+
+
+def test_the_mailers_messages_share_their_header_classes() -> None:
+    # The standard header registry makes a class per header set or read: garbage cycles, many
+    # per message, that a process collecting rarely kept for minutes (worker.mail).
+    mailer = Mailer(Relay(host="127.0.0.1", port=25, tls="none", sender="a@b.c", timeout_s=1))
+    first, second = (welcome_message(ann(), mailer.message()) for _ in range(2))
+
+    assert all(type(first[name]) is type(second[name]) for name in ("From", "To", "Subject"))
+    assert str(first["To"]) == "Ann Lee <ann@example.com>"
+    assert str(first["From"]) == "a@b.c"

@@ -10,11 +10,10 @@ from worker.kind import JobKind
 from worker.mail import Mailer
 
 
-def welcome_message(user: UserRegistered, *, sender: str) -> EmailMessage:
-    """The e-mail a new user receives. Its Message-ID derives from the event, so a copy sent
-    twice despite everything is recognisable as the same message."""
-    message = EmailMessage()
-    message["From"] = sender
+def welcome_message(user: UserRegistered, message: EmailMessage) -> EmailMessage:
+    """The e-mail a new user receives, written into `message` (the mailer's, From set). Its
+    Message-ID derives from the event, so a copy sent twice despite everything is recognisable
+    as the same message."""
     message["To"] = formataddr((user.name, user.email))
     message["Subject"] = "Welcome to Meshplate"
     message["Message-ID"] = f"<{user.event_id}@meshplate>"
@@ -30,7 +29,7 @@ def welcome_email(mailer: Mailer) -> JobKind[UserRegistered]:
     """The kind: one e-mail through the SMTP relay."""
 
     async def run(user: UserRegistered) -> str:
-        await mailer.send(welcome_message(user, sender=mailer.sender))
+        await mailer.send(welcome_message(user, mailer.message()))
         return f"welcome e-mail sent to {user.email}"
 
     return JobKind(
