@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -153,3 +154,47 @@ async def test_an_idle_channel_keeps_its_connection_through_its_keepalive_pings(
 async def test_pings_closer_than_the_server_accepts_get_the_connection_closed() -> None:
     # What the test above would see with a policy that disagrees (the server's 5-minute default).
     assert await _idle_channel_state_changes(keepalive_s=1, min_ping_interval_s=300, idle_s=10)
+
+
+class NamedUsers(users_pb2_grpc.UsersServiceServicer):
+    """Answers GetUser with its own name, to see which replica took a call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def GetUser(  # noqa: N802
+        self, request: users_pb2.GetUserRequest, context: Context
+    ) -> users_pb2.GetUserResponse:
+        return users_pb2.GetUserResponse(user=users_pb2.User(username=self.name))
+
+
+async def test_calls_spread_over_replicas_and_leave_one_that_reports_it_is_stopping() -> None:
+    def serving(name: str) -> Callable[[grpc.aio.Server], None]:
+        return lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(
+            NamedUsers(name), server
+        )
+
+    replicas = [await start(serving(name), service_name=USERS.full_name) for name in ("a", "b")]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{replica.port}" for replica in replicas)
+    channel = open_channel(target, services=[USERS], timeout_s=2)
+    stub = users_pb2_grpc.UsersServiceStub(channel)
+
+    async def served_by() -> list[str]:
+        replies = [await stub.GetUser(users_pb2.GetUserRequest(username="x")) for _ in range(20)]
+        return sorted({reply.user.username for reply in replies})
+
+    try:
+        both = await served_by()
+        # What a stopping server reports first (grpc_server.serve_until_terminated).
+        await replicas[0].health.enter_graceful_shutdown()
+        async with asyncio.timeout(5):
+            while await served_by() != ["b"]:
+                await asyncio.sleep(0.05)
+        after = await served_by()
+    finally:
+        await channel.close()
+        for replica in replicas:
+            await replica.server.stop(grace=None)
+
+    assert both == ["a", "b"]
+    assert after == ["b"]

@@ -9,7 +9,9 @@ connections: 90 ms, 28-36 ms after `settle`) and a tenth of its CPU per request.
 `settle`, called once a process is up, moves everything allocated so far into a permanent
 generation the collector no longer scans (`gc.freeze`), and collects the youngest generation
 every `YOUNG_THRESHOLD` allocations. Reference counting still frees almost everything at once;
-only reference cycles wait longer, which bounds what they hold to a few megabytes.
+only reference cycles wait longer, so a path that makes cycles on every request or job shows as
+memory that grows for minutes before it levels off: the worker's e-mails did (worker.mail), and
+`gc.set_debug(gc.DEBUG_SAVEALL)` then `gc.collect()` names what is in them (docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ first, that re-raise is harmless and a clean stop exits 0, like the gRPC service
 
 With `drain_s` above 0, the first SIGTERM or SIGINT does not close the listening socket at once:
 for up to `drain_s` the server keeps accepting and answering, and every answer tells the proxy in
-front to go elsewhere (`Connection: close`, so no pooled connection outlives the drain, and Envoy's
-`x-envoy-immediate-health-check-fail`, which takes the host out of rotation on the spot), and the
-health check answers 503 so that no health checker puts it back. The drain ends early once a second passes without a request. Without it, a stopping process refuses
-connections the proxy still sends to, and a POST already written to a pooled connection the
-process closes cannot be retried safely. A second signal stops at once.
+front to go elsewhere (`Connection: close`, so no pooled connection outlives the drain, and
+Envoy's `x-envoy-immediate-health-check-fail`, which takes the host out of rotation on the spot),
+while the health check answers 503 so that no health checker puts it back. The drain ends early
+once a second passes without a request. Without it, a stopping process refuses connections the
+proxy still sends to, and a POST already written to a pooled connection the process closes cannot
+be retried safely. A second signal stops at once.
 
 With `workers` above 1, uvicorn's supervisor runs that many processes accepting on one socket
 (each builds its own app from `factory`, an import string), replaces one that dies, and on
