@@ -55,7 +55,7 @@ class Replicas:
         self.count = count
         self.ports = {name: [free_port() for _ in range(count)] for name in SERVICE_NAMES}
         users = _targets(self.ports["users"])
-        common = {"LOG_LEVEL": "WARNING", "REDIS_URL": redis_url}
+        self._common = {"LOG_LEVEL": "WARNING", "REDIS_URL": redis_url}
         self._env = {
             "auth": {
                 "AUTH_DATABASE_URL": database_urls["auth"],
@@ -77,7 +77,6 @@ class Replicas:
                 "RATELIMIT_REDIS_TIMEOUT_S": "5",
             },
         }
-        self._common = common
         self.processes: dict[tuple[str, int], ServiceProcess] = {}
 
     async def start(self, name: str, index: int) -> None:
