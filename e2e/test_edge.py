@@ -68,9 +68,14 @@ async def test_each_request_is_logged_as_json_under_the_id_it_was_given(
 ) -> None:
     async with stack.client() as client:
         response = await client.get("/api/v1/user/nobody", headers={"User-Agent": "probe/1"})
-    request_id = response.headers["x-request-id"]
+        # An id of a bad shape is neither logged nor echoed: the gateway's fresh one is.
+        bad = await client.get("/api/v1/user/nobody", headers={"X-Request-ID": "<bad id>"})
+    request_id, replaced = response.headers["x-request-id"], bad.headers["x-request-id"]
     async with asyncio.timeout(5):
-        while not (lines := [x for x in edge.access_log() if x["request_id"] == request_id]):
+        while not (
+            (lines := [x for x in edge.access_log() if x["request_id"] == request_id])
+            and [x for x in edge.access_log() if x["request_id"] == replaced]
+        ):
             await asyncio.sleep(0.05)
 
     [line] = lines
@@ -79,6 +84,8 @@ async def test_each_request_is_logged_as_json_under_the_id_it_was_given(
     assert line["user_agent"] == "probe/1"
     assert line["upstream"].startswith("127.0.0.1:")
     assert isinstance(line["duration_ms"], int)
+    assert replaced != "<bad id>"
+    assert not [x for x in edge.access_log() if "<bad id>" in str(x)]
 
 
 async def test_bodies_over_one_mebibyte_are_refused_at_the_edge(stack: Stack) -> None:

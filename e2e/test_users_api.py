@@ -151,19 +151,30 @@ async def test_unicode_name_and_email_are_kept(stack: Stack) -> None:
     assert (response.json()["name"], response.json()["email"]) == ("Zoë 山田", "zoë@bücher.example")
 
 
-async def test_the_edge_gives_each_request_its_id_and_the_gateway_keeps_it(stack: Stack) -> None:
+async def test_a_callers_request_id_survives_the_edge_unless_it_has_a_bad_shape(
+    stack: Stack,
+) -> None:
+    bad = ["a b", "<script>", "x" * 129]
     async with stack.client() as client:
         given = await client.get("/api/v1/user/nobody", headers={"X-Request-ID": "abc-123"})
         made = await client.get("/api/v1/user/nobody")
+        replaced = [
+            await client.get("/api/v1/user/nobody", headers={"X-Request-ID": value})
+            for value in bad
+        ]
     async with stack.client(stack.gateway_url) as inside:
         internal = await inside.get("/api/v1/user/nobody", headers={"X-Request-ID": "abc-123"})
         fresh = await inside.get("/api/v1/user/nobody")
 
-    # From outside, Envoy's own id replaces whatever the client sent.
-    ids = [given.headers["x-request-id"], made.headers["x-request-id"]]
-    assert all(str(uuid.UUID(value)) == value for value in ids)
-    assert ids[0] != ids[1]
-    # Behind the edge, the gateway keeps the id it is given (Envoy's), or makes one.
+    # Through Envoy: the caller's id kept, a fresh UUID where none was sent.
+    assert given.headers["x-request-id"] == "abc-123"
+    assert str(uuid.UUID(made.headers["x-request-id"])) == made.headers["x-request-id"]
+    # One of a bad shape is never echoed: one fresh id in its place (the gateway's).
+    for answer, value in zip(replaced, bad, strict=True):
+        [fresh_id] = answer.headers.get_list("x-request-id")
+        assert fresh_id != value
+        assert len(fresh_id) == 32
+    # Behind the edge, the gateway keeps the id it is given, or makes one.
     assert internal.headers["x-request-id"] == "abc-123"
     assert len(fresh.headers["x-request-id"]) == 32
 

@@ -171,6 +171,18 @@ async def test_missing_request_id_gets_a_fresh_one(probe_server: ProbeFactory) -
     assert first != second
 
 
-@pytest.mark.parametrize("raw", [None, "", "x" * 129, "bad\nid", "ünïcode"])
-def test_insane_request_ids_are_replaced(raw: str | None) -> None:
-    assert valid_request_id(raw) != raw
+@pytest.mark.parametrize(
+    "raw", [None, "", "x" * 129, "bad\nid", "ünïcode", "a b", "<script>", "id;drop", '"quoted"']
+)
+def test_request_ids_of_a_bad_shape_are_replaced(raw: str | None) -> None:
+    fresh = valid_request_id(raw)
+
+    assert fresh != raw
+    assert valid_request_id(fresh) == fresh
+
+
+@pytest.mark.parametrize(
+    "raw", ["abc-123", "x" * 128, "4b6c1f0e-2d3a-4c5b-8e9f-0a1b2c3d4e5f", "job:42.retry_1"]
+)
+def test_request_ids_of_the_right_shape_are_kept(raw: str) -> None:
+    assert valid_request_id(raw) == raw
