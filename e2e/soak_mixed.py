@@ -54,6 +54,7 @@ async def _sample(groups: Sequence[Group], samples: list[tuple[float, dict[str, 
 
 def _peaks(samples: list[tuple[float, dict[str, int]]], start: float, end: float) -> dict[str, int]:
     within = [sizes for at, sizes in samples if start <= at <= end]
+    assert within, f"no sample between {start:.0f} and {end:.0f} s: SOAK_S too short?"
     return {name: max(sizes[name] for sizes in within) for name in within[0]}
 
 
