@@ -9,11 +9,13 @@ import collections
 import contextlib
 import subprocess
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 
+from meshplate_core.probe import http_ok
 from meshplate_testing.edge import Edge, envoy_command, local_config, write_config
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
@@ -238,12 +240,7 @@ async def _rolling_restart(stack: Stack, exits: contextlib.AsyncExitStack) -> No
 
     async def serving(process: ServiceProcess, port: int) -> None:
         await process.start()
-        async with asyncio.timeout(30), httpx.AsyncClient() as probe:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await probe.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                        return
-                await asyncio.sleep(0.1)
+        await process.wait_until(partial(http_ok, f"http://127.0.0.1:{port}/health"), timeout_s=30)
 
     running = [gateway(port) for port in ports]
     statuses: collections.Counter[int] = collections.Counter()

@@ -13,12 +13,12 @@ import collections
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from meshplate_core.probe import grpc_serving
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 
@@ -29,17 +29,6 @@ REPLICAS = 2
 MIN_READY_S = 2.0
 # How long after a crashed service's start everything must be served again.
 RECOVERY_S = 5.0
-
-
-async def _serving(port: int, service: str) -> None:
-    async with asyncio.timeout(30), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub: Any = health_pb2_grpc.HealthStub(channel)
-        while True:
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            await asyncio.sleep(0.1)
 
 
 def _targets(ports: list[int]) -> str:
@@ -96,7 +85,8 @@ class Replicas:
         )
         await process.start()
         self.processes[name, index] = process
-        await _serving(self.ports[name][index], SERVICE_NAMES[name])
+        address = f"127.0.0.1:{self.ports[name][index]}"
+        await process.wait_until(partial(grpc_serving, address, SERVICE_NAMES[name]), timeout_s=30)
 
     async def restart(self, name: str, index: int) -> None:
         assert await self.processes[name, index].terminate(timeout_s=30) == 0

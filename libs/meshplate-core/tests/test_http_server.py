@@ -8,11 +8,13 @@ import contextlib
 import signal
 import textwrap
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 
+from meshplate_core.probe import http_ok
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 
@@ -47,12 +49,7 @@ async def _served(tmp_path: Path, drain_s: float) -> AsyncIterator[tuple[Service
     await process.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        async with asyncio.timeout(20), httpx.AsyncClient() as probe:
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await probe.get(f"{url}/")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
+        await process.wait_until(partial(http_ok, f"{url}/"), timeout_s=20)
         yield process, url
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -84,6 +84,16 @@ class ServiceProcess:
                 self._changed.clear()
                 await self._changed.wait()
 
+    async def wait_until(self, ready: Callable[[], bool], *, timeout_s: float) -> None:
+        """Ask `ready` (a blocking probe, run in a thread: `meshplate_core.probe.http_ok` or
+        `grpc_serving`) every 0.1 s until it says yes; fail if the process exits first or
+        `timeout_s` passes."""
+        async with asyncio.timeout(timeout_s):
+            while not await asyncio.to_thread(ready):
+                if self._process is not None and self._process.returncode is not None:
+                    raise AssertionError(f"process exited: {self.output()}")
+                await asyncio.sleep(0.1)
+
     async def wait(self, *, timeout_s: float) -> int:
         """The exit code, once the process has ended by itself."""
         assert self._process is not None
