@@ -54,12 +54,14 @@ class Drain:
         self._last_request = 0.0
         self._requests = 0
 
-    def begin(self) -> bool:
-        """Start draining; False when there is nothing to drain or it has already begun."""
+    def begin(self, requests: int) -> bool:
+        """Start draining, `requests` seen so far; False when there is nothing to drain or it
+        has already begun."""
         if self.active or self.drain_s <= 0:
             return False
         self.active = True
         self._started = self._last_request = time.monotonic()
+        self._requests = requests
         return True
 
     def over(self, requests: int) -> bool:
@@ -115,7 +117,7 @@ class DrainingServer(uvicorn.Server):
         self.drain = drain
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.drain.begin():
+        if not self.drain.begin(self.server_state.total_requests):
             super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
