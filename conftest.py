@@ -1,4 +1,5 @@
-"""Repo-wide fixtures: real PostgreSQL and Redis for the session (see meshplate_testing.servers)."""
+"""Repo-wide fixtures: real PostgreSQL and Redis for the session (see meshplate_testing.servers),
+and workload certificates of one CA."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 import redis
 
+from meshplate_core.mtls import Tls
+from meshplate_core.pki import ensure
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.servers import (
     PG_DEFAULT,
@@ -74,3 +77,15 @@ async def postgres_proxy(postgres_dsn: str) -> AsyncIterator[TcpProxy]:
     await proxy.open()
     yield proxy
     await proxy.cut()
+
+
+@pytest.fixture(scope="session")
+def workload_tls(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Tls]:
+    """The TLS folder of a workload (`gateway`, `users`, `envoy`, or any name), all issued by
+    one CA for the session (meshplate_core.pki), made on first use."""
+    root = tmp_path_factory.mktemp("pki")
+
+    def tls(name: str) -> Tls:
+        return Tls(ensure(root, [name])[name])
+
+    return tls

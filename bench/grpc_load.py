@@ -2,7 +2,8 @@
 processes of their own (one Python process would be the bottleneck of a fast server), counted
 together: calls/s, latency percentiles, failures by status code.
 
-`python -m bench.grpc_load <target> <callers> <seconds> <index>` is one such process: it connects,
+`python -m bench.grpc_load <target> <callers> <seconds> <index> [<tls folder>]` is one such
+process (calling as the workload of the TLS folder, over mutual TLS, when given): it connects,
 makes one call, prints `ready`, waits for a line on its input, calls for the given seconds, then
 prints its figures as one JSON line. `run_grpc_load()` runs several at once.
 """
@@ -17,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,6 +26,7 @@ import grpc
 from bench.child import ROOT
 from e2e.measure import p50, p90, p99
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
+from meshplate_core.mtls import Tls
 
 DEADLINE_S = 5.0
 
@@ -61,8 +64,17 @@ class Calls:
         return p99(self.latencies_s) if self.ok > 1 else 0.0
 
 
-async def _call_for(target: str, callers: int, seconds: float, index: int) -> dict[str, Any]:
-    async with grpc.aio.insecure_channel(target) as channel:
+def _channel(target: str, tls: Tls | None) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(target)
+    override = [("grpc.ssl_target_name_override", "ratelimit")]
+    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=override)
+
+
+async def _call_for(
+    target: str, callers: int, seconds: float, index: int, tls: Tls | None
+) -> dict[str, Any]:
+    async with _channel(target, tls) as channel:
         stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
         requests = [
             ratelimit_pb2.CheckLimitRequest(
@@ -93,14 +105,16 @@ async def _call_for(target: str, callers: int, seconds: float, index: int) -> di
 
 
 async def run_grpc_load(
-    target: str, *, processes: int = 2, callers: int = 32, duration_s: float
+    target: str, *, tls: Tls | None, processes: int = 2, callers: int = 32, duration_s: float
 ) -> Calls:
-    """`processes` x `callers` concurrent CheckLimit callers of `target` for `duration_s`."""
+    """`processes` x `callers` concurrent CheckLimit callers of `target` for `duration_s`
+    (calling as the workload of `tls`)."""
     command = [sys.executable, "-m", "bench.grpc_load", target, str(callers), str(duration_s)]
     children = [
         await asyncio.create_subprocess_exec(
             *command,
             str(index),
+            *([str(tls.folder)] if tls else []),
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -137,5 +151,6 @@ async def run_grpc_load(
 
 if __name__ == "__main__":
     target, callers, seconds, index = sys.argv[1:5]
-    result = asyncio.run(_call_for(target, int(callers), float(seconds), int(index)))
+    tls = Tls(Path(sys.argv[5])) if len(sys.argv) > 5 else None
+    result = asyncio.run(_call_for(target, int(callers), float(seconds), int(index), tls))
     print(json.dumps(result), flush=True)  # noqa: T201

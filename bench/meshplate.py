@@ -9,6 +9,7 @@ and the backends of the stack's databases).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -24,8 +25,10 @@ import httpx
 from bench.child import serving
 from bench.procs import Group, cmdline, parents, postgres
 from bench.procs import tree as process_tree
-from bench.servers import grpc_serving, postmaster_pid, redis_pid
+from bench.servers import postmaster_pid, redis_pid
 from e2e.runner import RUNNER, Runner, runner
+from meshplate_core.mtls import Tls
+from meshplate_core.probe import grpc_serving
 from meshplate_testing.servers import free_port
 
 SERVICES = ("gateway", "auth", "users", "ratelimit", "worker")
@@ -58,6 +61,10 @@ class Meshplate:
     @property
     def gateway(self) -> str:
         return self.stack.url("gateway")
+
+    def tls(self, name: str) -> Tls:
+        """A workload's TLS folder, made by the runner (scripts/run_stack.py)."""
+        return Tls(self.stack.process.cwd / "var" / "tls" / name)
 
     @property
     def edge(self) -> str:
@@ -174,6 +181,7 @@ async def second_worker(mesh: Meshplate) -> AsyncIterator[Group]:
         "WORKER_CONSUMER": "bench-second-worker",
         "WORKER_AUTH_ADDR": f"127.0.0.1:{mesh.stack.ports['auth']}",
         "WORKER_USERS_ADDR": f"127.0.0.1:{mesh.stack.ports['users']}",
+        "TLS_DIR": str(mesh.tls("worker").folder),
     }
     async with serving([sys.executable, "-m", "worker"], port=port, env=env) as pid:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -190,8 +198,13 @@ async def users_start_s(mesh: Meshplate) -> float:
         **mesh.stack.env,
         "USERS_GRPC_PORT": str(port),
         "USERS_METRICS_PORT": str(free_port()),
+        "TLS_DIR": str(mesh.tls("users").folder),
     }
-    ready = partial(grpc_serving, port, USERS_SERVICE)
+    probe = partial(grpc_serving, f"127.0.0.1:{port}", USERS_SERVICE, mesh.tls("users"))
+
+    async def ready() -> bool:
+        return await asyncio.to_thread(probe)
+
     started = time.monotonic()
     async with serving([sys.executable, "-m", "users"], port=port, env=env, ready=ready):
         return time.monotonic() - started

@@ -1,15 +1,11 @@
 """What the bench asks the servers: the processes of a Redis and of a PostgreSQL server (when
 they run on this machine, so their CPU can be counted), how many reads Redis has processed (one
-per round trip of any client, pipelined commands included), and whether a gRPC server serves."""
+per round trip of any client, pipelined commands included)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
-import grpc
 import redis.asyncio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.procs import cmdline, parent
 
@@ -46,14 +42,3 @@ async def postmaster_pid(dsn: str) -> int | None:
     finally:
         await conn.close()
     return postmaster if postmaster and _is(postmaster, "postgres") else None
-
-
-async def grpc_serving(port: int, service: str) -> bool:
-    """Whether the gRPC server on `port` reports `service` SERVING (standard health)."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub: Any = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=0.5)
-        except grpc.aio.AioRpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

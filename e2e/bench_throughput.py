@@ -116,12 +116,14 @@ async def _http(run: Run, mesh: Meshplate, mono: Monolith | None) -> None:
 
 async def _grpc(run: Run, mesh: Meshplate, quiet: Sequence[Group]) -> None:
     """CheckLimit called directly, right after the bare server answering the same calls."""
-    async with ref_grpc.serving() as (port, pid):
+    # Both over mutual TLS, called as the gateway calls ratelimit.
+    caller = mesh.tls("gateway")
+    async with ref_grpc.serving(mesh.tls("ratelimit")) as (port, pid):
         spec = Spec(
             "ref-grpc",
             "bare grpc.aio server answering CheckLimit",
             CONNECTIONS,
-            lambda: run_grpc_load(f"127.0.0.1:{port}", duration_s=DURATION_S),
+            lambda: run_grpc_load(f"127.0.0.1:{port}", tls=caller, duration_s=DURATION_S),
             unit="call",
         )
         await attempt(run, "ref-grpc", [tree("ref-grpc", pid)], spec, quiet=[*mesh.groups, *quiet])
@@ -130,7 +132,7 @@ async def _grpc(run: Run, mesh: Meshplate, quiet: Sequence[Group]) -> None:
         "check-limit",
         "ratelimit CheckLimit over gRPC",
         CONNECTIONS,
-        lambda: run_grpc_load(target, duration_s=DURATION_S),
+        lambda: run_grpc_load(target, tls=caller, duration_s=DURATION_S),
         unit="call",
     )
     reads = await redis_reads(mesh.redis_url)

@@ -16,14 +16,19 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import auth.callers
 import auth.server
+import ratelimit.callers
 import ratelimit.server
+import users.callers
 import users.server
 from auth.settings import Settings as AuthSettings
 from gateway.app import create_app
 from gateway.settings import Settings as GatewaySettings
+from meshplate_core.callers import Callers
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import Register, Running, start
+from meshplate_core.mtls import Tls
 from meshplate_testing.databases import migrated_database
 from meshplate_testing.edge import Edge, local_config
 from meshplate_testing.servers import free_port
@@ -37,6 +42,11 @@ MIGRATIONS: dict[str, Path] = {
     "auth": auth.server.MIGRATIONS,
     "users": users.server.MIGRATIONS,
     "ratelimit": ratelimit.server.MIGRATIONS,
+}
+CALLERS: dict[str, Callable[[], list[Callers]]] = {
+    "auth": auth.callers.callers,
+    "users": users.callers.callers,
+    "ratelimit": ratelimit.callers.callers,
 }
 SERVICE_NAMES = {
     "auth": auth.server.SERVICE_NAME,
@@ -69,6 +79,7 @@ class Stack:
     signing_key_file: Path
     engines: dict[str, AsyncEngine]
     ratelimit_settings: RateLimitSettings
+    workload_tls: Callable[[str], Tls]
     base_url: str = ""
     gateway_url: str = ""
     running: dict[str, Running] = field(default_factory=dict)
@@ -76,7 +87,11 @@ class Stack:
     async def start(self, name: str) -> None:
         """Start (or restart, on its port) one service."""
         self.running[name] = await start(
-            self.registers[name], service_name=SERVICE_NAMES[name], port=self.ports[name]
+            self.registers[name],
+            service_name=SERVICE_NAMES[name],
+            port=self.ports[name],
+            tls=self.workload_tls(name),
+            callers=CALLERS[name](),
         )
 
     async def stop(self, name: str) -> None:
@@ -89,7 +104,12 @@ class Stack:
         with `changes` to its settings."""
         settings = self.ratelimit_settings.model_copy(update=changes)
         async with ratelimit.server.build(self.engines["ratelimit"], settings=settings) as register:
-            running = await start(register, service_name=SERVICE_NAMES["ratelimit"])
+            running = await start(
+                register,
+                service_name=SERVICE_NAMES["ratelimit"],
+                tls=self.workload_tls("ratelimit"),
+                callers=CALLERS["ratelimit"](),
+            )
             try:
                 yield running.port
             finally:
@@ -146,7 +166,7 @@ def edge_ports() -> EdgePorts:
 
 
 @pytest.fixture(scope="session")
-def edge(edge_ports: EdgePorts) -> Iterator[Edge]:
+def edge(edge_ports: EdgePorts, workload_tls: Callable[[str], Tls]) -> Iterator[Edge]:
     """The real Envoy with deploy/envoy/envoy.yaml in front of the stack, for the session."""
     proxy = Edge(
         local_config(
@@ -155,6 +175,7 @@ def edge(edge_ports: EdgePorts) -> Iterator[Edge]:
             admin=("127.0.0.1", free_port()),
             stats=("127.0.0.1", free_port()),
             gateways=[("127.0.0.1", edge_ports.gateway)],
+            tls=workload_tls("envoy").folder,
             # Every test's requests come from this one address: out of the way of all but the
             # tests of the per-address limit, which start an Envoy of their own.
             edge_limit=(1_000_000, 1),
@@ -172,6 +193,7 @@ async def stack(
     tmp_path: Path,
     edge: Edge,
     edge_ports: EdgePorts,
+    workload_tls: Callable[[str], Tls],
 ) -> AsyncIterator[Stack]:
     """Everything up behind Envoy, with empty databases (but the first admin) and an empty
     Redis. `stack.client()` talks to Envoy; `stack.gateway_url` is the gateway itself."""
@@ -207,6 +229,7 @@ async def stack(
         redis_url=flushed_redis,
         users_addr=f"127.0.0.1:{ports['users']}",
         generated_key_file=tmp_path / "signing-key.pem",
+        tls_dir=workload_tls("auth").folder,
         _env_file=None,
     )
     await users.server.prepare(engines["users"], settings=users_settings)
@@ -228,6 +251,7 @@ async def stack(
             signing_key_file=auth_settings.generated_key_file,
             engines=engines,
             ratelimit_settings=ratelimit_settings,
+            workload_tls=workload_tls,
             gateway_settings=GatewaySettings(
                 auth_addr=f"127.0.0.1:{ports['auth']}",
                 users_addr=f"127.0.0.1:{ports['users']}",
@@ -235,6 +259,7 @@ async def stack(
                 redis_url=flushed_redis,
                 # Envoy, on this machine, sets X-Forwarded-For.
                 trusted_proxies=["127.0.0.1/32"],
+                tls_dir=workload_tls("gateway").folder,
                 _env_file=None,
             ),
         )

@@ -8,13 +8,15 @@ import asyncio
 import collections
 import contextlib
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from meshplate_core.mtls import Tls
 from meshplate_core.probe import http_ok
 from meshplate_testing.edge import Edge, envoy_command, local_config, write_config
 from meshplate_testing.processes import ServiceProcess
@@ -34,19 +36,27 @@ def _validate(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _local(gateways: Sequence[int], edge_limit: tuple[int, int] | None = None) -> dict[str, object]:
+def _local(
+    gateways: Sequence[int], tls: Tls, edge_limit: tuple[int, int] | None = None
+) -> dict[str, object]:
     return local_config(
         ENVOY_CONFIG,
         listen=("127.0.0.1", free_port()),
         admin=("127.0.0.1", free_port()),
         gateways=[("127.0.0.1", port) for port in gateways],
+        tls=tls.folder,
         edge_limit=edge_limit,
     )
 
 
 @pytest.mark.parametrize("local", [False, True], ids=["deployed", "local"])
-def test_envoy_validates_the_config(local: bool) -> None:
-    path = write_config(_local([8000])) if local else ENVOY_CONFIG
+def test_envoy_validates_the_config(local: bool, workload_tls: Callable[[str], Tls]) -> None:
+    folder = workload_tls("envoy").folder
+    # The committed file as is, but for its TLS files: they are mounted in a cluster.
+    deployed = ENVOY_CONFIG.read_text().replace("/etc/meshplate/tls", str(folder))
+    path = write_config(
+        _local([8000], workload_tls("envoy")) if local else yaml.safe_load(deployed)
+    )
     result = _validate(path)
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -55,9 +65,9 @@ def test_envoy_validates_the_config(local: bool) -> None:
 
 @contextlib.asynccontextmanager
 async def _edge(
-    gateways: Sequence[int], *, edge_limit: tuple[int, int] | None = None
+    gateways: Sequence[int], tls: Tls, *, edge_limit: tuple[int, int] | None = None
 ) -> AsyncIterator[Edge]:
-    proxy = Edge(_local(gateways, edge_limit))
+    proxy = Edge(_local(gateways, tls, edge_limit))
     await asyncio.to_thread(proxy.start)
     try:
         yield proxy
@@ -139,7 +149,7 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
         first_url = await doomed.enter_async_context(serve_gateway(settings, port=ports[0]))
         async with (
             serve_gateway(settings, port=ports[1]) as second_url,
-            _edge(ports) as proxy,
+            _edge(ports, stack.workload_tls("envoy")) as proxy,
             stack.client(proxy.url) as client,
         ):
             spread = [(await client.get("/health")).status_code for _ in range(20)]
@@ -173,7 +183,7 @@ async def test_requests_are_spread_over_gateways_and_survive_losing_one(stack: S
 async def test_the_edge_limits_each_address_on_its_own(stack: Stack) -> None:
     gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
     async with (
-        _edge([gateway_port], edge_limit=(5, 60)) as proxy,
+        _edge([gateway_port], stack.workload_tls("envoy"), edge_limit=(5, 60)) as proxy,
         stack.client(proxy.url) as client,
         httpx.AsyncClient(
             base_url=proxy.url, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")
@@ -234,6 +244,7 @@ async def _rolling_restart(stack: Stack, exits: contextlib.AsyncExitStack) -> No
                 "GATEWAY_REDIS_URL": settings.redis_url,
                 "GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
                 "GATEWAY_SHUTDOWN_DRAIN_S": "5",
+                "TLS_DIR": str(stack.workload_tls("gateway").folder),
                 "LOG_LEVEL": "WARNING",
             },
         )
@@ -249,7 +260,7 @@ async def _rolling_restart(stack: Stack, exits: contextlib.AsyncExitStack) -> No
         for process, port in zip(running, ports, strict=True):
             await serving(process, port)
         async with (
-            _edge(ports, edge_limit=(1_000_000, 60)) as proxy,
+            _edge(ports, stack.workload_tls("envoy"), edge_limit=(1_000_000, 60)) as proxy,
             stack.client(proxy.url) as client,
         ):
 

@@ -45,6 +45,7 @@ class Replicas:
         self.ports = {name: [free_port() for _ in range(count)] for name in SERVICE_NAMES}
         users = _targets(self.ports["users"])
         self._common = {"LOG_LEVEL": "WARNING", "REDIS_URL": redis_url}
+        self._tls = stack.workload_tls
         self._env = {
             "auth": {
                 "AUTH_DATABASE_URL": database_urls["auth"],
@@ -81,12 +82,14 @@ class Replicas:
                 # Clients leave a stopping replica when it reports NOT_SERVING; calls they sent
                 # just before land within this.
                 f"{prefix}_SHUTDOWN_DRAIN_S": "1",
+                "TLS_DIR": str(self._tls(name).folder),
             },
         )
         await process.start()
         self.processes[name, index] = process
         address = f"127.0.0.1:{self.ports[name][index]}"
-        await process.wait_until(partial(grpc_serving, address, SERVICE_NAMES[name]), timeout_s=30)
+        serving = partial(grpc_serving, address, SERVICE_NAMES[name], self._tls(name))
+        await process.wait_until(serving, timeout_s=30)
 
     async def restart(self, name: str, index: int) -> None:
         assert await self.processes[name, index].terminate(timeout_s=30) == 0

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import pytest
 from alembic.script import ScriptDirectory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import text
 
+from meshplate_core.channels import open_channel
 from meshplate_core.database import open_engine
+from meshplate_core.mtls import Tls
 from meshplate_testing.databases import migrated_database
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.proxy import TcpProxy
@@ -33,10 +34,11 @@ def _through(proxy: TcpProxy, url: str) -> str:
     return f"{credentials}@127.0.0.1:{proxy.port}/{rest.split('/', 1)[1]}"
 
 
-def _env(service: str, *, database_url: str, port: int) -> dict[str, str]:
+def _env(service: str, *, database_url: str, port: int, tls: Tls | None = None) -> dict[str, str]:
     prefix = service.upper()
     return {
         "ENVIRONMENT": "local",
+        **({"TLS_DIR": str(tls.folder)} if tls else {}),
         f"{prefix}_DATABASE_URL": database_url,
         f"{prefix}_GRPC_PORT": str(port),
         f"{prefix}_METRICS_PORT": "0",
@@ -45,39 +47,48 @@ def _env(service: str, *, database_url: str, port: int) -> dict[str, str]:
     }
 
 
-async def _health(port: int, service: str) -> int:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+async def _health(port: int, service: str, tls: Tls) -> int:
+    async with open_channel(
+        f"127.0.0.1:{port}", services=[], timeout_s=2, tls=tls, server="localhost"
+    ) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
         return int(reply.status)
 
 
-async def _eventually_status(port: int, service: str, status: int, timeout_s: float = 10) -> None:
+async def _eventually_status(
+    port: int, service: str, status: int, tls: Tls, timeout_s: float = 10
+) -> None:
     async with asyncio.timeout(timeout_s):
-        while await _health(port, service) != status:
+        while await _health(port, service, tls) != status:
             await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("service", list(SERVICES))
 async def test_service_serves_only_while_its_database_answers_and_stops_on_sigterm(
-    service: str, make_database: Callable[[str], str], postgres_proxy: TcpProxy
+    service: str,
+    make_database: Callable[[str], str],
+    postgres_proxy: TcpProxy,
+    workload_tls: Callable[[str], Tls],
 ) -> None:
     url = await asyncio.to_thread(make_database, f"{service}_process")
     port = free_port()
+    tls = workload_tls(service)
     process = ServiceProcess(
-        service, env=_env(service, database_url=_through(postgres_proxy, url), port=port)
+        service,
+        env=_env(service, database_url=_through(postgres_proxy, url), port=port, tls=tls),
     )
     await process.start()
     try:
         await process.wait_for_log(lambda line: "listening" in line["msg"], timeout_s=20)
-        await _eventually_status(port, SERVICES[service], SERVING)
+        await _eventually_status(port, SERVICES[service], SERVING, tls)
 
         await postgres_proxy.cut()
         await _eventually_status(
-            port, SERVICES[service], health_pb2.HealthCheckResponse.NOT_SERVING
+            port, SERVICES[service], health_pb2.HealthCheckResponse.NOT_SERVING, tls
         )
         await postgres_proxy.open()
-        await _eventually_status(port, SERVICES[service], SERVING)
+        await _eventually_status(port, SERVICES[service], SERVING, tls)
     finally:
         code = await process.terminate(timeout_s=15)
 
@@ -122,9 +133,12 @@ async def _schema(url: str) -> tuple[set[str], str]:
     return tables, str(version)
 
 
-async def test_unreachable_database_at_start_is_a_clear_failure() -> None:
+async def test_unreachable_database_at_start_is_a_clear_failure(
+    workload_tls: Callable[[str], Tls],
+) -> None:
     url = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
-    process = ServiceProcess("users", env=_env("users", database_url=url, port=0))
+    env = _env("users", database_url=url, port=0, tls=workload_tls("users"))
+    process = ServiceProcess("users", env=env)
     await process.start()
 
     code = await process.wait(timeout_s=30)
@@ -143,6 +157,20 @@ async def test_invalid_settings_are_one_line_and_exit_code_2() -> None:
     assert process.raw == [
         "users: invalid settings: grpc_port: Input should be a valid integer, unable to parse string as an integer"
     ]
+
+
+@pytest.mark.parametrize("service", ["users", "gateway", "worker"])
+async def test_serving_without_tls_files_or_an_explicit_plaintext_is_one_line_and_exit_code_2(
+    service: str,
+) -> None:
+    process = ServiceProcess(service, env={})
+    await process.start()
+
+    code = await process.wait(timeout_s=30)
+
+    assert code == 2
+    [line] = process.raw
+    assert line.startswith(f"{service}: invalid settings: gRPC needs mutual TLS: set TLS_DIR")
 
 
 async def test_unknown_command_prints_usage() -> None:

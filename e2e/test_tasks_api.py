@@ -48,6 +48,7 @@ async def start_worker(stack: Stack, mailbox: Mailbox) -> AsyncIterator[StartWor
                 "WORKER_SAMPLE_TASK_S": "0.3",
                 "WORKER_PURGE_INTERVAL_S": "0",
                 "WORKER_REPORT_INTERVAL_S": "0",
+                "TLS_DIR": str(stack.workload_tls("worker").folder),
                 **{f"WORKER_{name.upper()}": value for name, value in env.items()},
             },
         )

@@ -149,6 +149,7 @@ async def test_an_enqueued_job_runs_in_the_trace_of_the_request(
             "WORKER_SAMPLE_TASK_S": "0",
             "WORKER_PURGE_INTERVAL_S": "0",
             "WORKER_REPORT_INTERVAL_S": "0",
+            "TLS_DIR": str(stack.workload_tls("worker").folder),
         },
     )
     await worker.start()

@@ -5,7 +5,9 @@ Starts auth, users, ratelimit, worker and gateway as child processes on the port
 point (deploy/envoy/envoy.yaml with local addresses; EDGE_HOST, EDGE_PORT 8080, EDGE_ADMIN_PORT
 9901, EDGE_STATS_PORT 9902 for its metrics; EDGE_LIMIT requests per EDGE_LIMIT_PERIOD_S seconds
 per client address instead of the file's 600 a minute, when set), and, unless WORKER_SMTP_HOST names another host, a local SMTP server that prints the mail it
-gets; their output is prefixed by name. Waits until /health/ready answers 200 through Envoy and
+gets; their output is prefixed by name. Every gRPC hop is mutual TLS with certificates of a local
+CA made under `var/tls` on first start (LOCAL_TLS_ROOT moves it; GRPC_PLAINTEXT=true turns TLS
+off for a run). Waits until /health/ready answers 200 through Envoy and
 prints where everything is. A child that exits
 is reported and the rest keep running, so a service can be stopped and started by hand.
 """
@@ -29,6 +31,7 @@ import redis
 
 from auth.settings import Settings as AuthSettings
 from gateway.settings import Settings as GatewaySettings
+from meshplate_core.pki import ensure
 from meshplate_testing.edge import envoy_command, local_config, write_config
 from ratelimit.settings import Settings as RateLimitSettings
 from users.settings import Settings as UsersSettings
@@ -73,6 +76,20 @@ def _environment() -> dict[str, str]:
         for caller in callers.get(name, ("GATEWAY",)):
             env.setdefault(f"{caller}_{name}_ADDR", address)
     return env
+
+
+def _identities(env: dict[str, str], names: list[str]) -> dict[str, Path]:
+    """Each workload's TLS folder, from a local CA under `var/tls` (LOCAL_TLS_ROOT) made on
+    first start (meshplate_core.pki)."""
+    folders = ensure(Path(env.get("LOCAL_TLS_ROOT", "var/tls")), names)
+    return {name: folder.resolve() for name, folder in folders.items()}
+
+
+def _tls_environment(env: dict[str, str], folder: Path) -> dict[str, str]:
+    """A service's `TLS_DIR`, unless the run is plaintext (GRPC_PLAINTEXT=true)."""
+    if env.get("GRPC_PLAINTEXT", "").lower() in ("1", "true", "yes", "on"):
+        return {}
+    return {"TLS_DIR": str(folder)}
 
 
 def _edge_limit(env: dict[str, str]) -> tuple[int, int] | None:
@@ -129,7 +146,7 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> int:
 def main() -> int:
     """Run the stack until a signal; the exit code is 0 when every child stopped cleanly."""
     env = _environment()
-    gateway, worker = GatewaySettings(), WorkerSettings()
+    gateway, worker, ratelimit = GatewaySettings(), WorkerSettings(), RateLimitSettings()
     redis_url = env.get("REDIS_URL", gateway.redis_url)
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
@@ -149,6 +166,7 @@ def main() -> int:
         commands["mail"] = [sys.executable, sink, worker.smtp_host, str(worker.smtp_port)]
     edge_host = env.get("EDGE_HOST", "127.0.0.1")
     edge_port = int(env.get("EDGE_PORT", "8080"))
+    identities = _identities(env, [*SERVICES, "envoy"])
     edge_config = write_config(
         local_config(
             ROOT / "deploy" / "envoy" / "envoy.yaml",
@@ -156,13 +174,23 @@ def main() -> int:
             admin=("127.0.0.1", int(env.get("EDGE_ADMIN_PORT", "9901"))),
             stats=("127.0.0.1", int(env.get("EDGE_STATS_PORT", "9902"))),
             gateways=[(gateway.host, gateway.port)],
+            ratelimit=[(ratelimit.grpc_host, ratelimit.grpc_port)],
+            tls=identities["envoy"],
             edge_limit=_edge_limit(env),
         )
     )
     commands["envoy"] = envoy_command(edge_config)
     try:
         children = {
-            name: _start(name, argv, {**OWN_ENVIRONMENT.get(name, {}), **env})
+            name: _start(
+                name,
+                argv,
+                {
+                    **OWN_ENVIRONMENT.get(name, {}),
+                    **env,
+                    **(_tls_environment(env, identities[name]) if name in SERVICES else {}),
+                },
+            )
             for name, argv in commands.items()
         }
         base = f"http://{edge_host}:{edge_port}"

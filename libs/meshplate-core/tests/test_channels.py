@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import KEEPALIVE_S, open_channel, service_config
 from meshplate_core.grpc_server import start
+from meshplate_core.mtls import Tls
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -53,7 +54,9 @@ async def test_a_short_timeout_is_kept_not_cut_and_still_ends_a_late_call() -> N
         lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(SlowUsers(), server),
         service_name=USERS.full_name,
     )
-    channel = open_channel(f"127.0.0.1:{running.port}", services=[USERS], timeout_s=0.5)
+    channel = open_channel(
+        f"127.0.0.1:{running.port}", services=[USERS], timeout_s=0.5, tls=None, server="users"
+    )
     stub = users_pb2_grpc.UsersServiceStub(channel)
     try:
         # Both with the channel's default and with the call's own deadline of that length.
@@ -99,7 +102,9 @@ async def test_idempotent_call_is_retried_and_a_write_is_not() -> None:
         lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(servicer, server),
         service_name=USERS.full_name,
     )
-    channel = open_channel(f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0)
+    channel = open_channel(
+        f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0, tls=None, server="users"
+    )
     stub = users_pb2_grpc.UsersServiceStub(channel)
     try:
         reply = await stub.GetUser(users_pb2.GetUserRequest(username="ann"))
@@ -122,7 +127,12 @@ async def _idle_channel_state_changes(
         lambda server: None, service_name=USERS.full_name, min_ping_interval_s=min_ping_interval_s
     )
     channel = open_channel(
-        f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0, keepalive_s=keepalive_s
+        f"127.0.0.1:{running.port}",
+        services=[USERS],
+        timeout_s=5.0,
+        keepalive_s=keepalive_s,
+        tls=None,
+        server="users",
     )
     try:
         stub: Any = health_pb2_grpc.HealthStub(channel)
@@ -168,15 +178,24 @@ class NamedUsers(users_pb2_grpc.UsersServiceServicer):
         return users_pb2.GetUserResponse(user=users_pb2.User(username=self.name))
 
 
-async def test_calls_spread_over_replicas_and_leave_one_that_reports_it_is_stopping() -> None:
+async def test_calls_spread_over_replicas_and_leave_one_that_reports_it_is_stopping(
+    workload_tls: Callable[[str], Tls],
+) -> None:
+    # Over mutual TLS, as in production: client-side health checking watches each replica on
+    # the same secure connections.
     def serving(name: str) -> Callable[[grpc.aio.Server], None]:
         return lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(
             NamedUsers(name), server
         )
 
-    replicas = [await start(serving(name), service_name=USERS.full_name) for name in ("a", "b")]
+    replicas = [
+        await start(serving(name), service_name=USERS.full_name, tls=workload_tls("users"))
+        for name in ("a", "b")
+    ]
     target = "ipv4:" + ",".join(f"127.0.0.1:{replica.port}" for replica in replicas)
-    channel = open_channel(target, services=[USERS], timeout_s=2)
+    channel = open_channel(
+        target, services=[USERS], timeout_s=2, tls=workload_tls("gateway"), server="users"
+    )
     stub = users_pb2_grpc.UsersServiceStub(channel)
 
     async def served_by() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from meshplate_core.grpc_server import start
@@ -14,7 +15,9 @@ from meshplate_testing.servers import free_port
 from .conftest import PROBE, register_probe
 
 
-async def test_grpc_probe_follows_the_health_status() -> None:
+async def test_grpc_probe_follows_the_health_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plaintext server, as the probe is told by the workload's settings (test_mtls: over TLS).
+    monkeypatch.setenv("GRPC_PLAINTEXT", "true")
     running = await start(lambda server: register_probe(server, {}), service_name=PROBE)
     target = f"127.0.0.1:{running.port}"
     try:

@@ -51,6 +51,8 @@ def settings(database_urls: dict[str, str], flushed_redis: str, keys_pem: str) -
         database_url=database_urls["auth"],
         redis_url=flushed_redis,
         signing_keys=SecretStr(keys_pem),
+        # Plaintext between auth and users here; the stack's tests (e2e/) run mutual TLS.
+        grpc_plaintext=True,
         _env_file=None,
     )
 

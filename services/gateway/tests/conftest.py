@@ -9,12 +9,13 @@ from fastapi.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from meshplate_core.mtls import Tls
 from meshplate_core.settings import Environment
 from meshplate_testing.servers import free_port
 
 
-def settings_for(environment: Environment, redis_url: str) -> Settings:
-    """Gateway settings whose services are all down."""
+def settings_for(environment: Environment, redis_url: str, tls: Tls | None = None) -> Settings:
+    """Gateway settings whose services are all down (plaintext unless given a TLS folder)."""
     return Settings(
         environment=environment,
         auth_addr=f"127.0.0.1:{free_port()}",
@@ -23,6 +24,8 @@ def settings_for(environment: Environment, redis_url: str) -> Settings:
         redis_url=redis_url,
         rpc_timeout_s=1.0,
         startup_wait_s=0,
+        grpc_plaintext=tls is None,
+        tls_dir=tls.folder if tls else None,
         _env_file=None,
     )
 

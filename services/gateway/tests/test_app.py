@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from meshplate_core.mtls import Tls
 from meshplate_core.settings import Environment
 
 from .conftest import settings_for
@@ -32,9 +35,14 @@ def test_openapi_keeps_each_routers_tags(client: TestClient) -> None:
 @pytest.mark.parametrize(("environment", "status"), [("staging", 401), ("production", 404)])
 @pytest.mark.parametrize("path", DOCS)
 def test_docs_are_closed_outside_local(
-    redis_url: str, environment: Environment, status: int, path: str
+    redis_url: str,
+    environment: Environment,
+    status: int,
+    path: str,
+    workload_tls: Callable[[str], Tls],
 ) -> None:
-    with TestClient(create_app(settings_for(environment, redis_url))) as client:
+    settings = settings_for(environment, redis_url, workload_tls("gateway"))
+    with TestClient(create_app(settings)) as client:
         response = client.get(path)
 
     assert response.status_code == status

@@ -41,6 +41,8 @@ def settings(redis_url: str, **overrides: Any) -> Settings:
         "purge_interval_s": 0,
         "report_interval_s": 0,
         "shutdown_grace_s": 2,
+        # No gRPC service is called here.
+        "grpc_plaintext": True,
         **overrides,
     }
     return Settings(_env_file=None, **values)

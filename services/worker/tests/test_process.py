@@ -37,6 +37,8 @@ def worker_starter(stack: AsyncExitStack, redis_url: str) -> Start:
                 "WORKER_SAMPLE_TASK_S": "0",
                 "WORKER_PURGE_INTERVAL_S": "0",
                 "WORKER_REPORT_INTERVAL_S": "0",
+                # No gRPC service is called here.
+                "GRPC_PLAINTEXT": "true",
                 **{f"WORKER_{name.upper()}": value for name, value in env.items()},
             },
         )
@@ -120,6 +122,7 @@ async def test_health_ready_follows_redis(flushed_redis: str) -> None:
             "WORKER_HTTP_PORT": str(http_port),
             "WORKER_PURGE_INTERVAL_S": "0",
             "WORKER_REPORT_INTERVAL_S": "0",
+            "GRPC_PLAINTEXT": "true",
         },
     )
     await process.start()

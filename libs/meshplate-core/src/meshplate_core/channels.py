@@ -17,6 +17,7 @@ from google.protobuf.descriptor_pb2 import MethodOptions
 
 from meshplate_core.interceptors import REQUEST_ID_KEY
 from meshplate_core.logging import request_id
+from meshplate_core.mtls import Tls
 from meshplate_core.tracing import inject
 
 _RETRYABLE_LEVELS = (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
@@ -86,28 +87,33 @@ def open_channel(
     *,
     services: Sequence[ServiceDescriptor],
     timeout_s: float,
+    tls: Tls | None,
+    server: str,
     keepalive_s: float = KEEPALIVE_S,
 ) -> grpc.aio.Channel:
-    """An insecure channel to `target` (`host:port`, or `dns:///name:port` for every replica),
-    pinging its server every `keepalive_s` seconds."""
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.service_config", json.dumps(service_config(services, timeout_s=timeout_s))),
-            ("grpc.enable_retries", 1),
-            ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
-            ("grpc.keepalive_timeout_ms", 5_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            # Keep pinging an idle connection: by default C-core sends two pings without data,
-            # then waits a minute or more between pings, so a dead peer of an idle channel would
-            # be found minutes late.
-            ("grpc.http2.max_pings_without_data", 0),
-            # A restarted peer is found again within about a second, not after minutes of backoff.
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 1_000),
-        ],
-    )
+    """A channel to workload `server` at `target` (`host:port`, or `dns:///name:port` for every
+    replica), pinging it every `keepalive_s` seconds: mutual TLS with this process's
+    certificate, the server checked by its name (not by `target`'s host), or plaintext when
+    `tls` is None."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", json.dumps(service_config(services, timeout_s=timeout_s))),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", int(keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", 5_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Keep pinging an idle connection: by default C-core sends two pings without data,
+        # then waits a minute or more between pings, so a dead peer of an idle channel would
+        # be found minutes late.
+        ("grpc.http2.max_pings_without_data", 0),
+        # A restarted peer is found again within about a second, not after minutes of backoff.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 1_000),
+    ]
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=options)
+    options.append(("grpc.ssl_target_name_override", server))
+    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
 
 
 def call_metadata() -> tuple[tuple[str, str], ...]:

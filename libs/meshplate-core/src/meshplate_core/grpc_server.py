@@ -18,9 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from meshplate_core.callers import Callers
 from meshplate_core.channels import KEEPALIVE_S, LIVENESS
 from meshplate_core.interceptors import RpcInterceptor
 from meshplate_core.metrics import RpcMetrics
+from meshplate_core.mtls import Tls
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +121,15 @@ async def start(
     min_ping_interval_s: float = KEEPALIVE_S / 2,
     serving: bool = True,
     metrics: RpcMetrics | None = None,
+    tls: Tls | None = None,
+    callers: Iterable[Callers] = (),
 ) -> Running:
     """Start a server with the Meshplate interceptors, health and reflection (and every RPC
     counted in `metrics`, when given), accepting a client's ping every `min_ping_interval_s`
-    seconds, with or without calls in flight."""
+    seconds, with or without calls in flight.
+
+    With `tls`, the port takes mutual TLS only and each call is checked against `callers`;
+    without, it is plaintext and nobody's identity is known, so `callers` cannot apply."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_connection_age_ms", int(max_connection_age_s * 1000)),
@@ -134,14 +141,19 @@ async def start(
             ("grpc.keepalive_permit_without_calls", 1),
         ],
     )
-    wrapping = _Wrapping(server, RpcInterceptor(metrics))
+    wrapping = _Wrapping(server, RpcInterceptor(metrics, callers if tls is not None else ()))
     register(wrapping)
     checks = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checks, wrapping)
     reflection.enable_server_reflection(
         (service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = (
+        server.add_secure_port(address, tls.server_credentials())
+        if tls is not None
+        else server.add_insecure_port(address)
+    )
     await server.start()
     running = Running(server, bound, checks, service_name)
     await checks.set(LIVENESS, SERVING)
@@ -180,6 +192,8 @@ async def serve_until_terminated(
     check_interval_s: float,
     drain_s: float = 0.0,
     metrics: RpcMetrics | None = None,
+    tls: Tls | None = None,
+    callers: Iterable[Callers] = (),
 ) -> None:
     """Serve until SIGTERM or SIGINT, then report NOT_SERVING and stop within `grace_s`.
 
@@ -193,8 +207,19 @@ async def serve_until_terminated(
         max_connection_age_s=max_connection_age_s,
         serving=False,
         metrics=metrics,
+        tls=tls,
+        callers=callers,
     )
-    log.info("%s listening on %s:%d", service_name, host, running.port)
+    if tls is None:
+        log.warning(
+            "%s listening on %s:%d in plaintext (GRPC_PLAINTEXT): callers are neither "
+            "authenticated nor checked",
+            service_name,
+            host,
+            running.port,
+        )
+    else:
+        log.info("%s listening on %s:%d (mutual TLS)", service_name, host, running.port)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,13 +18,14 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from meshplate_core.callers import Callers
 from meshplate_core.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -38,6 +39,7 @@ from meshplate_core.errors import (
 )
 from meshplate_core.logging import request_id
 from meshplate_core.metrics import RpcMetrics
+from meshplate_core.mtls import caller
 from meshplate_core.outages import is_outage
 from meshplate_core.tracing import extract, recording, span
 
@@ -130,10 +132,15 @@ class RpcInterceptor:
       found out (meshplate_core.outages: a database or Redis unreachable or restarting) becomes
       UNAVAILABLE; anything else unexpected becomes INTERNAL, logged, its text never sent.
     - Every RPC is counted and timed by its final status.
+    - With `callers` (the tables of meshplate_core.callers, on a mutual-TLS server), a call of a
+      listed service from a workload its table does not name is refused with PERMISSION_DENIED,
+      logged with the caller's identity and counted; health and reflection are open to every
+      workload of the CA.
     """
 
-    def __init__(self, metrics: RpcMetrics | None = None) -> None:
+    def __init__(self, metrics: RpcMetrics | None = None, callers: Iterable[Callers] = ()) -> None:
         self._metrics = metrics
+        self._callers = {table.service: table for table in callers}
 
     def wrap(self, service: str, handlers: Mapping[str, Handler]) -> dict[str, Handler]:
         """A service's method handlers (by method name), the unary ones wrapped."""
@@ -151,6 +158,8 @@ class RpcInterceptor:
         service, _, name = span_name.partition("/")
         traced = service not in _UNTRACED_SERVICES
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        table = self._callers.get(service)
+        allowed = table.allowed(name) if table is not None else None
 
         async def wrapped(request: Any, context: Context) -> Any:
             rid: str | None = None
@@ -166,6 +175,8 @@ class RpcInterceptor:
             try:
                 with _server_span(span_name, carrier, attributes, traced=traced) as current:
                     try:
+                        if allowed is not None:
+                            await self._admit(context, method, allowed)
                         return await _guarded(behavior, request, context, method)
                     except grpc.aio.AbortError:
                         code = context.code() or grpc.StatusCode.UNKNOWN
@@ -194,6 +205,20 @@ class RpcInterceptor:
             cast(Any, wrapped),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
+        )
+
+    async def _admit(self, context: Context, method: str, allowed: frozenset[str]) -> None:
+        """Refuse the call (PERMISSION_DENIED, logged, counted) unless its caller is allowed."""
+        who = caller(context)
+        if who in allowed:
+            return
+        log.warning(
+            "refused %s to %s: not among its callers", method, who or "a caller without identity"
+        )
+        if self._metrics is not None:
+            self._metrics.refuse(method, who or "unknown")
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"{who or 'this caller'} may not call {method}"
         )
 
 

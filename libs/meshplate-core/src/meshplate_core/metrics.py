@@ -41,6 +41,12 @@ class RpcMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.denied = Counter(
+            "grpc_server_denied_total",
+            "RPCs refused because the caller may not call them (PERMISSION_DENIED), by caller.",
+            ["grpc_service", "grpc_method", "caller"],
+            registry=registry,
+        )
         # The labelled children, looked up once per (method, code): labels() costs more than
         # the observation itself.
         self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
@@ -57,6 +63,11 @@ class RpcMetrics:
             self._children[(full_method, code)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def refuse(self, full_method: str, caller: str) -> None:
+        """One call refused to `caller`, who may not call `full_method`."""
+        service, _, method = full_method.lstrip("/").partition("/")
+        self.denied.labels(service, method, caller).inc()
 
 
 class HttpMetrics:

@@ -3,8 +3,10 @@
     python -m meshplate_core.probe grpc 127.0.0.1:50051 meshplate.auth.v1.AuthService
     python -m meshplate_core.probe http http://127.0.0.1:8000/health
 
-Exit code 0 when the target answers SERVING / 200 within two seconds, 1 otherwise. Kubernetes
-uses its native gRPC and HTTP probes instead.
+Exit code 0 when the target answers SERVING / 200 within two seconds, 1 otherwise. gRPC probes
+speak mutual TLS with the certificate of the workload's own settings (TLS_DIR, as the service
+itself reads it; plaintext only with GRPC_PLAINTEXT): Kubernetes' native gRPC probe cannot, so
+the gRPC services' pods run this as an exec probe, and their gateway's HTTP probes stay native.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from meshplate_core.mtls import Tls
+from meshplate_core.settings import ServiceSettings
+
 TIMEOUT_S = 2.0
 
 
-def grpc_serving(target: str, service: str) -> bool:
-    """Whether the standard health service at `target` says `service` is SERVING."""
-    with grpc.insecure_channel(target) as channel:
+def grpc_serving(target: str, service: str, tls: Tls | None = None) -> bool:
+    """Whether the standard health service at `target` says `service` is SERVING (over mutual
+    TLS with `tls`: every workload's certificate names `localhost`, which is what is checked)."""
+    with _channel(target, tls) as channel:
         try:
             # The stubs' types describe the asynchronous flavour only.
             stub: Any = health_pb2_grpc.HealthStub(channel)
@@ -30,6 +36,16 @@ def grpc_serving(target: str, service: str) -> bool:
         except grpc.RpcError:
             return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _channel(target: str, tls: Tls | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(
+        target,
+        tls.channel_credentials(),
+        options=[("grpc.ssl_target_name_override", "localhost")],
+    )
 
 
 def http_ok(url: str) -> bool:
@@ -44,7 +60,12 @@ def http_ok(url: str) -> bool:
 def main(argv: list[str]) -> int:
     """The exit code for `argv` (see the module docstring)."""
     if len(argv) == 3 and argv[0] == "grpc":
-        return 0 if grpc_serving(argv[1], argv[2]) else 1
+        try:
+            tls = ServiceSettings().tls()
+        except ValueError as exc:
+            print(exc, file=sys.stderr)  # noqa: T201
+            return 1
+        return 0 if grpc_serving(argv[1], argv[2], tls) else 1
     if len(argv) == 2 and argv[0] == "http":
         return 0 if http_ok(argv[1]) else 1
     print(__doc__, file=sys.stderr)  # noqa: T201

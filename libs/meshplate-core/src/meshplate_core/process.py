@@ -26,10 +26,13 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
 
-def load_settings(service: str, load: Callable[[], S]) -> S:
-    """Settings from the environment, with logging configured; invalid ones exit with code 2."""
+def load_settings(service: str, load: Callable[[], S], *, grpc: bool = False) -> S:
+    """Settings from the environment, with logging configured; invalid ones exit with code 2,
+    as do missing TLS files for a process that speaks gRPC (`grpc`)."""
     try:
         settings = load()
+        if grpc:
+            settings.tls()
     except (ValidationError, ValueError) as exc:
         if isinstance(exc, ValidationError):
             reason = "; ".join(
@@ -56,7 +59,8 @@ def run_service(
     if name not in commands or len(argv) > 1:
         print(f"usage: python -m {service} [{'|'.join(commands)}]", file=sys.stderr)  # noqa: T201
         return 2
-    settings = load_settings(service, load)
+    # Serving speaks gRPC (mutual TLS); migrating does not.
+    settings = load_settings(service, load, grpc=name == "serve")
     heap.settle()
     try:
         uvloop.run(commands[name](settings))

@@ -7,7 +7,7 @@ register) and gets the same start-up and shutdown as every other service.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meshplate_core.callers import Callers, granted
 from meshplate_core.database import migrate, open_engine, ping
 from meshplate_core.grpc_server import Register, serve_until_terminated
 from meshplate_core.metrics import RpcMetrics, exposed
@@ -53,10 +54,14 @@ async def serve_database_service(
     application_name: str,
     migrations: Path,
     build: Build,
+    callers: Sequence[Callers],
     prepare: Prepare = _no_data,
 ) -> None:
     """Migrate (when `migrate_on_start`), prepare data, serve until SIGTERM with /metrics on
-    `metrics_port`, close everything."""
+    `metrics_port` (mutual TLS, each RPC's callers from `callers` and the settings' grants),
+    close everything."""
+    tls = settings.tls()
+    tables = granted(callers, settings.grants)
     engine = connect(settings, application_name=application_name)
     registry = CollectorRegistry()
     try:
@@ -76,6 +81,8 @@ async def serve_database_service(
                     check=partial(ping, engine, timeout_s=settings.health_interval_s),
                     check_interval_s=settings.health_interval_s,
                     metrics=RpcMetrics(registry),
+                    tls=tls,
+                    callers=tables,
                 )
     finally:
         await engine.dispose()

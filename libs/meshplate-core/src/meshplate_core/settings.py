@@ -10,6 +10,7 @@ supplies its value, as Kubernetes and Docker secret mounts lay them out.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -20,6 +21,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from meshplate_core.mtls import Tls, TlsFilesError
+from meshplate_core.pki import CERT_FILE
+
 Environment = Literal["local", "staging", "production"]
 
 # Values that mark a secret as "not set yet": production refuses to start with any of them.
@@ -28,6 +32,10 @@ PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "change-me", "sec
 
 class PlaceholderSecretError(ValueError):
     """A secret still has a placeholder value where the environment forbids it."""
+
+
+class InsecureSettingError(ValueError):
+    """A setting turns a protection off where the environment forbids it."""
 
 
 class ServiceSettings(BaseSettings):
@@ -44,11 +52,39 @@ class ServiceSettings(BaseSettings):
     # work) while still serving, then give in-flight requests `shutdown_grace_s` to finish.
     shutdown_drain_s: float = Field(default=0.0, ge=0)
     shutdown_grace_s: float = Field(default=10.0, gt=0)
+    # Mutual TLS on every gRPC hop (meshplate_core.mtls): this workload's folder holding ca.crt,
+    # tls.crt and tls.key (a Kubernetes TLS secret's layout). Unset: SECRETS_DIR, when it holds
+    # them.
+    tls_dir: Path | None = Field(default=None, validation_alias="TLS_DIR")
+    # Plaintext gRPC, where no caller is authenticated nor checked: an explicit choice for local
+    # runs; production refuses it.
+    grpc_plaintext: bool = Field(default=False, validation_alias="GRPC_PLAINTEXT")
+
+    def tls(self) -> Tls | None:
+        """This workload's TLS folder, or None for plaintext (GRPC_PLAINTEXT); TlsFilesError
+        when neither is set."""
+        if self.grpc_plaintext:
+            return None
+        folder = self.tls_dir
+        secrets = Path(os.environ.get("SECRETS_DIR") or "/nonexistent")
+        if folder is None and (secrets / CERT_FILE).is_file():
+            folder = secrets
+        if folder is None:
+            raise TlsFilesError(
+                "gRPC needs mutual TLS: set TLS_DIR to a folder with ca.crt, tls.crt and tls.key "
+                "(`python -m meshplate_core.pki var/tls <name>` makes one), or GRPC_PLAINTEXT=true "
+                "for a local run"
+            )
+        tls = Tls(folder)
+        tls.read()
+        return tls
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
         if self.environment != "production":
             return self
+        if self.grpc_plaintext:
+            raise InsecureSettingError("GRPC_PLAINTEXT is refused for ENVIRONMENT=production")
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value().strip().lower() in (
@@ -91,3 +127,6 @@ class GrpcServiceSettings(ServiceSettings):
     database_pool_size: int = Field(default=10, ge=1)
     # Apply pending migrations before serving (one replica at a time on PostgreSQL).
     migrate_on_start: bool = True
+    # Callers added to the service's own table (meshplate_core.callers): workload name -> the
+    # RPCs it may call, e.g. {"billing": ["GetUser", "ListUsers"]}.
+    grants: dict[str, list[str]] = Field(default_factory=dict)

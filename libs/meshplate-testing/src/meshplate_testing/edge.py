@@ -2,8 +2,9 @@
 deploy/envoy/envoy.yaml with local addresses swapped in for the service names.
 
 Only addresses change: the listener, the admin (and the stats listener in front of it, left out
-unless asked for), the gateway endpoints (STATIC, one per local gateway) and the trace collector
-endpoint; and, when asked, the per-address edge limit (tests of the limit, benchmarks). Everything
+unless asked for), the gateway and ratelimit endpoints (STATIC, one per local process), Envoy's
+TLS folder and the trace collector endpoint; and, when asked, the per-address edge limit (tests of
+the limit, benchmarks) or the shared limit asked of ratelimit. Everything
 else (filters, timeouts, retries, health checks) is the committed file, so what the tests exercise
 is what a cluster runs.
 """
@@ -47,13 +48,19 @@ def local_config(
     listen: Address,
     admin: Address,
     gateways: Sequence[Address],
+    tls: Path,
+    ratelimit: Sequence[Address] = (("127.0.0.1", 50053),),
     stats: Address | None = None,
     collector: Address = ("127.0.0.1", 4317),
     edge_limit: tuple[int, int] | None = None,
+    shared_limit: bool = False,
 ) -> dict[str, Any]:
     """The edge config of `template` with these addresses (the clusters become STATIC; traces
-    go to an OpenTelemetry collector on the standard local port, if one runs) and, when given,
-    `edge_limit` = (requests, seconds) per client address instead of the committed one."""
+    go to an OpenTelemetry collector on the standard local port, if one runs), Envoy's TLS
+    folder `tls` (ca.crt, tls.crt, tls.key: meshplate_core.pki) for its calls to ratelimit, and,
+    when given, `edge_limit` = (requests, seconds) per client address instead of the committed
+    one; `shared_limit` puts the ratelimit filter (asking ratelimit's ShouldRateLimit, one count
+    for every Envoy) in front of the local buckets, as docs/edge.md shows it."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"] = _socket(admin)
     listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
@@ -67,15 +74,56 @@ def local_config(
     for name, addresses in (
         ("admin", [admin]),
         ("gateway", gateways),
+        ("ratelimit", ratelimit),
         ("otel-collector", [collector]),
     ):
         cluster = clusters[name]
         cluster["type"] = "STATIC"
         cluster.pop("dns_lookup_family", None)
         cluster["load_assignment"]["endpoints"] = _endpoints(addresses)
+    _use_folder(clusters["ratelimit"], tls)
     if edge_limit is not None:
         _per_address_bucket(listeners["edge"])["token_bucket"] = _bucket(*edge_limit)
+    if shared_limit:
+        _ask_ratelimit(listeners["edge"])
     return config
+
+
+_COMMITTED_TLS = "/etc/meshplate/tls"
+
+
+def _use_folder(cluster: dict[str, Any], folder: Path) -> None:
+    """The cluster's TLS files read from `folder` instead of the committed mount."""
+    text = json.dumps(cluster["transport_socket"]).replace(_COMMITTED_TLS, str(folder.resolve()))
+    cluster["transport_socket"] = json.loads(text)
+
+
+def _ask_ratelimit(listener: dict[str, Any]) -> None:
+    """The ratelimit filter before the local limit: each request's client address (the virtual
+    host's `rate_limits`) asked of ratelimit's ShouldRateLimit; when it cannot answer, the
+    request passes (the local buckets still apply)."""
+    [manager] = listener["filter_chains"][0]["filters"]
+    filters = manager["typed_config"]["http_filters"]
+    [local] = [
+        i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.local_ratelimit"
+    ]
+    filters.insert(
+        local,
+        {
+            "name": "envoy.filters.http.ratelimit",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+                "domain": "meshplate",
+                "timeout": "0.1s",
+                "failure_mode_deny": False,
+                "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+                "rate_limit_service": {
+                    "transport_api_version": "V3",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": "ratelimit"}},
+                },
+            },
+        },
+    )
 
 
 def _per_address_bucket(listener: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 LogLine = dict[str, Any]
@@ -28,6 +29,8 @@ class ServiceProcess:
     ) -> None:
         self._command = [sys.executable, *([] if script else ["-m"]), module, *args]
         self._env = {**os.environ, "LOG_JSON": "true", **env}
+        # Where it runs (made at start).
+        self.cwd = Path()
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -36,10 +39,11 @@ class ServiceProcess:
 
     async def start(self) -> None:
         """Start the process."""
+        self.cwd = Path(tempfile.mkdtemp(prefix="meshplate-"))
         self._process = await asyncio.create_subprocess_exec(
             *self._command,
             env=self._env,
-            cwd=tempfile.mkdtemp(prefix="meshplate-"),
+            cwd=self.cwd,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             # A process group of its own, as a command started from a terminal: `interrupt`

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.callers import callers
 from auth.directory import UsersDirectory
 from auth.issuer import TokenIssuer
 from auth.keys import load_key_ring
@@ -63,7 +64,13 @@ async def build(
     Its RPCs are counted by the server; it keeps no tallies of its own for `registry`."""
     issuer = issuer_for(settings)
     redis = Redis.from_url(settings.redis_url)
-    channel = open_channel(settings.users_addr, services=[USERS], timeout_s=settings.rpc_timeout_s)
+    channel = open_channel(
+        settings.users_addr,
+        services=[USERS],
+        timeout_s=settings.rpc_timeout_s,
+        tls=settings.tls(),
+        server="users",
+    )
     outbox = Outbox(
         outbox_table,
         engine,
@@ -111,6 +118,7 @@ async def serve(settings: Settings) -> None:
         application_name="auth",
         migrations=MIGRATIONS,
         build=partial(build, settings=settings),
+        callers=callers(),
     )
 
 

@@ -7,7 +7,7 @@ from meshplate_core.http_server import serve_http, serve_http_workers
 from meshplate_core.process import load_settings
 
 if __name__ == "__main__":
-    settings = load_settings("gateway", Settings)
+    settings = load_settings("gateway", Settings, grpc=True)
     if settings.workers > 1:
         serve_http_workers(
             "gateway.app:from_environment",

@@ -75,8 +75,15 @@ def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
         "users": settings.users_addr,
         "ratelimit": settings.ratelimit_addr,
     }
+    tls = settings.tls()
     return {
-        name: open_channel(addresses[name], services=[service], timeout_s=settings.rpc_timeout_s)
+        name: open_channel(
+            addresses[name],
+            services=[service],
+            timeout_s=settings.rpc_timeout_s,
+            tls=tls,
+            server=name,
+        )
         for name, service in PEERS.items()
     }
 

@@ -20,6 +20,7 @@ from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.streams import Follower
+from ratelimit.callers import callers
 from ratelimit.envoy import EnvoyRateLimitService
 from ratelimit.limiter import Limiter
 from ratelimit.rules import Rules
@@ -98,6 +99,7 @@ async def serve(settings: Settings) -> None:
         application_name="ratelimit",
         migrations=MIGRATIONS,
         build=partial(build, settings=settings),
+        callers=callers(),
     )
 
 

@@ -20,6 +20,7 @@ from meshplate_core.outbox import Outbox
 from meshplate_core.runner import migrate_database, serve_database_service
 from users.accounts import Accounts
 from users.cache import ReadCache
+from users.callers import callers
 from users.domain import parse_registration
 from users.passwords import PasswordHasher
 from users.posts import Posts
@@ -119,6 +120,7 @@ async def serve(settings: Settings) -> None:
         application_name="users",
         migrations=MIGRATIONS,
         build=partial(build, settings=settings),
+        callers=callers(),
         prepare=partial(prepare, settings=settings),
     )
 

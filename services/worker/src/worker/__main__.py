@@ -56,7 +56,7 @@ async def _dead_letters(settings: Settings, arguments: argparse.Namespace) -> No
 def main(argv: list[str]) -> None:
     """Serve, or work on the dead-letter streams."""
     arguments = _arguments(argv)
-    settings = load_settings("worker", Settings)
+    settings = load_settings("worker", Settings, grpc=arguments.command not in ("dead", "replay"))
     if arguments.command in ("dead", "replay"):
         asyncio.run(_dead_letters(settings, arguments))
         return

@@ -83,8 +83,11 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
         socket_connect_timeout=settings.redis_timeout_s,
     )
     jobs = JobStore(redis, ttl_s=settings.job_ttl_s)
-    auth = Peer(settings.auth_addr, AUTH_SERVICE, timeout_s=settings.rpc_timeout_s)
-    users = Peer(settings.users_addr, USERS_SERVICE, timeout_s=settings.rpc_timeout_s)
+    tls = settings.tls()
+    auth = Peer(settings.auth_addr, AUTH_SERVICE, "auth", tls=tls, timeout_s=settings.rpc_timeout_s)
+    users = Peer(
+        settings.users_addr, USERS_SERVICE, "users", tls=tls, timeout_s=settings.rpc_timeout_s
+    )
     kinds: list[JobKind[Any]] = [
         sample_task(work_s=settings.sample_task_s),
         welcome_email(mailer(settings)),

@@ -13,6 +13,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import call_metadata, open_channel
+from meshplate_core.mtls import Tls
 from worker.outcomes import PermanentError
 
 PAGE_SIZE = 100
@@ -32,12 +33,22 @@ USERS_SERVICE = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
 
 
 class Peer:
-    """A channel to one service, opened on first use: a grpc.aio channel belongs to the event
+    """A channel to one service (workload `server`), opened on first use: a grpc.aio channel belongs to the event
     loop it was made in, and the worker is composed before uvicorn starts its loop."""
 
-    def __init__(self, target: str, service: ServiceDescriptor, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        target: str,
+        service: ServiceDescriptor,
+        server: str,
+        *,
+        tls: Tls | None,
+        timeout_s: float,
+    ) -> None:
         self._target = target
         self._service = service
+        self._server = server
+        self._tls = tls
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
 
@@ -45,7 +56,11 @@ class Peer:
         """The channel, opened now if it is not yet."""
         if self._channel is None:
             self._channel = open_channel(
-                self._target, services=[self._service], timeout_s=self.timeout_s
+                self._target,
+                services=[self._service],
+                timeout_s=self.timeout_s,
+                tls=self._tls,
+                server=self._server,
             )
         return self._channel
 

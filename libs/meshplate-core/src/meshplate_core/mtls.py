@@ -1,0 +1,114 @@
+"""Mutual TLS on every gRPC hop: credentials from a workload's folder, the caller's identity.
+
+A workload's folder holds `ca.crt` (the trust anchor), `tls.crt` and `tls.key` (its own
+certificate, whose URI SAN is its SPIFFE ID: meshplate_core.pki), the layout of a Kubernetes TLS
+secret. Servers require a client certificate of the same CA, so a caller without one never gets
+past the handshake; a server reads its files again on the next connection after `tls.crt`
+changes (cert-manager renews in place), and a client checks the server it reached by the
+server's workload name (its DNS SAN), wherever the server listens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from meshplate_core.pki import CA_FILE, CERT_FILE, KEY_FILE, workload_name
+
+log = logging.getLogger(__name__)
+
+_SPIFFE_KEY = "peer_spiffe_id"
+
+
+class TlsFilesError(ValueError):
+    """A workload's TLS folder is missing a file, or a file cannot be read."""
+
+
+@dataclass(frozen=True)
+class Material:
+    """A workload's trust anchor, certificate and key, in PEM."""
+
+    ca: bytes
+    certificate: bytes
+    key: bytes
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The TLS folder of this process's workload."""
+
+    folder: Path
+
+    def read(self) -> Material:
+        """The folder's files, read now."""
+        try:
+            return Material(
+                ca=(self.folder / CA_FILE).read_bytes(),
+                certificate=(self.folder / CERT_FILE).read_bytes(),
+                key=(self.folder / KEY_FILE).read_bytes(),
+            )
+        except OSError as exc:
+            raise TlsFilesError(
+                f"TLS_DIR {self.folder}: needs {CA_FILE}, {CERT_FILE} and {KEY_FILE} ({exc})"
+            ) from None
+
+    def version(self) -> tuple[int, int, int]:
+        """What changes when the certificate is replaced (its file's inode, size and time)."""
+        try:
+            stat = os.stat(self.folder / CERT_FILE)
+        except OSError:
+            return (0, 0, 0)
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """Credentials of a server that requires a client certificate of its CA, read again from
+        the folder on the next connection after the certificate changed."""
+        material = self.read()
+        seen = [self.version()]
+
+        def configuration(material: Material) -> Any:
+            return grpc.ssl_server_certificate_configuration(
+                [(material.key, material.certificate)], root_certificates=material.ca
+            )
+
+        def fetch() -> Any:
+            # gRPC asks before every handshake: a stat, and the files only when they changed.
+            current = self.version()
+            if current == seen[0]:
+                return None
+            try:
+                fresh = self.read()
+            except TlsFilesError as exc:
+                log.warning("keeping the current certificate: %s", exc)
+                return None
+            seen[0] = current
+            log.info("serving a renewed certificate from %s", self.folder)
+            return configuration(fresh)
+
+        return grpc.dynamic_ssl_server_credentials(
+            configuration(material), fetch, require_client_authentication=True
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """Credentials of a client presenting this workload's certificate."""
+        material = self.read()
+        return grpc.ssl_channel_credentials(
+            root_certificates=material.ca,
+            private_key=material.key,
+            certificate_chain=material.certificate,
+        )
+
+
+def caller(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    """The workload name in the caller's certificate (None: no certificate of our trust domain,
+    as on a plaintext port)."""
+    for identity in context.auth_context().get(_SPIFFE_KEY, ()):
+        name = workload_name(identity.decode(errors="replace"))
+        if name is not None:
+            return name
+    return None
