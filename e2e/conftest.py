@@ -212,6 +212,8 @@ async def stack(
         admin_username=ADMIN[0],
         admin_email="root@example.com",
         admin_password=SecretStr(ADMIN[1]),
+        auth_addr=f"127.0.0.1:{ports['auth']}",
+        tls_dir=workload_tls("users").folder,
         _env_file=None,
     )
     ratelimit_settings = RateLimitSettings(

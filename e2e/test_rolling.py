@@ -43,7 +43,7 @@ class Replicas:
     ) -> None:
         self.count = count
         self.ports = {name: [free_port() for _ in range(count)] for name in SERVICE_NAMES}
-        users = _targets(self.ports["users"])
+        users, auth = _targets(self.ports["users"]), _targets(self.ports["auth"])
         self._common = {"LOG_LEVEL": "WARNING", "REDIS_URL": redis_url}
         self._tls = stack.workload_tls
         self._env = {
@@ -55,6 +55,7 @@ class Replicas:
             },
             "users": {
                 "USERS_DATABASE_URL": database_urls["users"],
+                "USERS_AUTH_ADDR": auth,
                 "USERS_ARGON2_TIME_COST": "1",
                 "ADMIN_USERNAME": ADMIN[0],
                 "ADMIN_PASSWORD": ADMIN[1],

@@ -66,7 +66,7 @@ def _environment() -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     # Every caller finds each service where that service's own settings put it.
-    callers = {"AUTH": ("GATEWAY", "WORKER"), "USERS": ("GATEWAY", "WORKER", "AUTH")}
+    callers = {"AUTH": ("GATEWAY", "WORKER", "USERS"), "USERS": ("GATEWAY", "WORKER", "AUTH")}
     for name, settings in (
         ("AUTH", AuthSettings()),
         ("USERS", UsersSettings()),

@@ -85,6 +85,8 @@ async def auth(
             "redis_url": flushed_redis,
             "argon2_time_cost": 1,
             "admin_password": SecretStr("admin-password"),
+            # auth's own tests need none of users' writes (nor auth's keys for them).
+            "grpc_plaintext": True,
             "_env_file": None,
             **users_overrides,
         }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -11,7 +15,11 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth.domain import Subject
+from auth.issuer import TokenIssuer
+from auth.keys import generate_pem, parse_keys
 from meshplate.users.v1 import users_pb2_grpc
+from meshplate_core.channels import AUTHORIZATION
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
 from meshplate_testing.databases import migrated_database
@@ -31,8 +39,69 @@ def settings_for(database_url: str, redis_url: str) -> Settings:
         admin_username="root",
         admin_email="root@example.com",
         admin_password=SecretStr("root-password"),
+        # The end users' tokens are verified with the keys of `jwks` below, not fetched from auth.
+        grpc_plaintext=True,
         _env_file=None,
     )
+
+
+@dataclass(frozen=True)
+class Person:
+    """An end user, with the metadata that forwards their access token (as the gateway does)."""
+
+    user_id: int
+    metadata: tuple[tuple[str, str], ...]
+
+
+@functools.cache
+def _issuer() -> TokenIssuer:
+    """auth's own issuer, with a key of the test session."""
+    return TokenIssuer(
+        parse_keys(generate_pem()),
+        issuer=Settings.model_fields["token_issuer"].default,
+        audience=Settings.model_fields["token_audience"].default,
+        access_lifetime=timedelta(hours=1),
+        refresh_lifetime=timedelta(hours=1),
+    )
+
+
+def person(user_id: int, *, superuser: bool = False) -> Person:
+    """User `user_id`, with a fresh access token."""
+    pair = _issuer().pair(
+        Subject(user_id=user_id, tier_id=None, is_superuser=superuser), family_id="tests"
+    )
+    return Person(user_id, ((AUTHORIZATION, f"Bearer {pair.access.token}"),))
+
+
+async def jwks() -> list[dict[str, str]]:
+    """The keys that verify the tokens of `person` (what auth's GetJwks would answer)."""
+    return [key.jwk for key in _issuer().keys.published]
+
+
+class _AsRoot(grpc.aio.UnaryUnaryClientInterceptor):
+    """Calls that forward no end user's token forward the first superuser's (user 1)."""
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        metadata = tuple(client_call_details.metadata or ())
+        if not any(key == AUTHORIZATION for key, _ in metadata):
+            metadata += person(1, superuser=True).metadata
+            client_call_details = client_call_details._replace(metadata=metadata)
+        return await continuation(client_call_details, request)
+
+
+@contextlib.asynccontextmanager
+async def serving(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UsersServiceAsyncStub]:
+    """A stub of a real users server (port 0, real store) for these settings; its calls are made
+    as the first superuser unless they forward another user's token."""
+    async with build(engine, settings=settings, keys=jwks) as register:
+        running = await start(register, service_name=SERVICE_NAME)
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{running.port}", interceptors=[_AsRoot()]
+        ) as channel:
+            yield users_pb2_grpc.UsersServiceStub(channel)
+        await running.server.stop(grace=None)
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +129,6 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def users(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UsersServiceAsyncStub]:
-    """A stub of the real users server, started on port 0 with the real store."""
-    async with build(engine, settings=settings) as register:
-        running = await start(register, service_name=SERVICE_NAME)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            yield users_pb2_grpc.UsersServiceStub(channel)
-        await running.server.stop(grace=None)
+    """A stub of the real users server, started on port 0 with the real store (see `serving`)."""
+    async with serving(engine, settings) as users:
+        yield users

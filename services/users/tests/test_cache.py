@@ -14,13 +14,13 @@ from redis.asyncio import Redis
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate.users.v1 import users_pb2
 from meshplate_core.events import ReadsChanged, post_key, user_key, username_key
-from meshplate_core.grpc_server import start
 from meshplate_core.streams import decode
 from meshplate_testing.proxy import TcpProxy
-from users.server import SERVICE_NAME, build
 from users.settings import Settings
+
+from .conftest import Person, person, serving
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
@@ -48,20 +48,18 @@ class QueryCounter:
             event.remove(self._engine, "before_cursor_execute", self._seen)
 
 
-async def _sign_up(users: UsersServiceAsyncStub, username: str) -> users_pb2.Actor:
+async def _sign_up(users: UsersServiceAsyncStub, username: str) -> Person:
     reply = await users.CreateUser(
         users_pb2.CreateUserRequest(
             name=username.title(), username=username, email=f"{username}@x.io", password="12345678"
         )
     )
-    return users_pb2.Actor(user_id=reply.user.id)
+    return person(reply.user.id)
 
 
-async def _post(users: UsersServiceAsyncStub, actor: users_pb2.Actor, title: str) -> users_pb2.Post:
-    request = users_pb2.CreatePostRequest(
-        actor=actor, author_id=actor.user_id, title=title, text="Body"
-    )
-    return (await users.CreatePost(request)).post
+async def _post(users: UsersServiceAsyncStub, actor: Person, title: str) -> users_pb2.Post:
+    request = users_pb2.CreatePostRequest(author_id=actor.user_id, title=title, text="Body")
+    return (await users.CreatePost(request, metadata=actor.metadata)).post
 
 
 async def _titles(users: UsersServiceAsyncStub, username: str = "ann") -> list[str]:
@@ -99,18 +97,20 @@ async def test_every_write_is_seen_by_the_very_next_read(users: UsersServiceAsyn
     assert await _titles(users) == ["second", "first"]
 
     await users.UpdatePost(
-        users_pb2.UpdatePostRequest(actor=ann, id=first.id, author_username="ann", title="edited")
+        users_pb2.UpdatePostRequest(id=first.id, author_username="ann", title="edited"),
+        metadata=ann.metadata,
     )
     assert (await _titles(users), await _title(users, first.id)) == (["second", "edited"], "edited")
 
     await users.DeletePost(
-        users_pb2.DeletePostRequest(actor=ann, id=second.id, author_username="ann")
+        users_pb2.DeletePostRequest(id=second.id, author_username="ann"), metadata=ann.metadata
     )
     assert await _titles(users) == ["edited"]
 
-    root = users_pb2.Actor(user_id=1, is_superuser=True)
+    root = person(1, superuser=True)
     await users.DeletePost(
-        users_pb2.DeletePostRequest(actor=root, id=first.id, author_username="ann", hard=True)
+        users_pb2.DeletePostRequest(id=first.id, author_username="ann", hard=True),
+        metadata=root.metadata,
     )
     assert await _titles(users) == []
 
@@ -184,7 +184,7 @@ async def test_every_write_tells_copy_holders_what_changed(
     post = await _post(users, ann, "hello")
     await users.UpdateUser(users_pb2.UpdateUserRequest(id=ann.user_id, username="annie"))
     await users.DeletePost(
-        users_pb2.DeletePostRequest(actor=ann, id=post.id, author_username="annie")
+        users_pb2.DeletePostRequest(id=post.id, author_username="annie"), metadata=ann.metadata
     )
 
     async with Redis.from_url(settings.redis_url) as redis:
@@ -207,7 +207,8 @@ async def test_racing_writers_and_readers_leave_no_stale_entry(
 
     async def write(n: int) -> None:
         await users.UpdatePost(
-            users_pb2.UpdatePostRequest(actor=ann, id=post.id, author_username="ann", title=f"v{n}")
+            users_pb2.UpdatePostRequest(id=post.id, author_username="ann", title=f"v{n}"),
+            metadata=ann.metadata,
         )
 
     async def read() -> None:
@@ -220,7 +221,8 @@ async def test_racing_writers_and_readers_leave_no_stale_entry(
         await asyncio.sleep(random.random() / 200)
     final = f"v{random.randint(100, 999)}"
     await users.UpdatePost(
-        users_pb2.UpdatePostRequest(actor=ann, id=post.id, author_username="ann", title=final)
+        users_pb2.UpdatePostRequest(id=post.id, author_username="ann", title=final),
+        metadata=ann.metadata,
     )
     stop.set()
     await asyncio.gather(*readers)
@@ -254,11 +256,8 @@ async def users_via_proxy(
     proxied = settings.model_copy(
         update={"redis_url": redis_url.replace(host_port, f"127.0.0.1:{proxy.port}")}
     )
-    async with build(engine, settings=proxied) as register:
-        running = await start(register, service_name=SERVICE_NAME)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            yield users_pb2_grpc.UsersServiceStub(channel), proxy
-        await running.server.stop(grace=None)
+    async with serving(engine, proxied) as users:
+        yield users, proxy
     await proxy.cut()
 
 
@@ -272,7 +271,8 @@ async def test_redis_down_mid_test_reads_and_writes_still_work(
 
     await proxy.cut()
     await users.UpdatePost(
-        users_pb2.UpdatePostRequest(actor=ann, id=post.id, author_username="ann", title="during")
+        users_pb2.UpdatePostRequest(id=post.id, author_username="ann", title="during"),
+        metadata=ann.metadata,
     )
     during = (await _titles(users), await _title(users, post.id))
     await proxy.open()

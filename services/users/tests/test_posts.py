@@ -9,26 +9,27 @@ import pytest
 
 from meshplate.users.v1 import users_pb2
 
+from .conftest import Person, person
+
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
 
-ROOT = users_pb2.Actor(user_id=1, is_superuser=True)
 
-
-async def _sign_up(users: UsersServiceAsyncStub, username: str) -> users_pb2.Actor:
+async def _sign_up(users: UsersServiceAsyncStub, username: str) -> Person:
     reply = await users.CreateUser(
         users_pb2.CreateUserRequest(
             name=username.title(), username=username, email=f"{username}@x.io", password="12345678"
         )
     )
-    return users_pb2.Actor(user_id=reply.user.id)
+    return person(reply.user.id)
 
 
 async def _post(
-    users: UsersServiceAsyncStub, actor: users_pb2.Actor, title: str = "Hello"
+    users: UsersServiceAsyncStub, actor: Person, title: str = "Hello"
 ) -> users_pb2.Post:
     reply = await users.CreatePost(
-        users_pb2.CreatePostRequest(actor=actor, author_id=actor.user_id, title=title, text="Body")
+        users_pb2.CreatePostRequest(author_id=actor.user_id, title=title, text="Body"),
+        metadata=actor.metadata,
     )
     return reply.post
 
@@ -66,22 +67,27 @@ async def test_only_the_author_or_a_superuser_writes_a_post(users: UsersServiceA
 
     for_someone_else = await _code(
         users.CreatePost(
-            users_pb2.CreatePostRequest(actor=bob, author_id=ann.user_id, title="Hi", text="x")
+            users_pb2.CreatePostRequest(author_id=ann.user_id, title="Hi", text="x"),
+            metadata=bob.metadata,
         )
     )
     bob_edits = await _code(
         users.UpdatePost(
-            users_pb2.UpdatePostRequest(actor=bob, id=post.id, author_username="ann", title="Mine")
+            users_pb2.UpdatePostRequest(id=post.id, author_username="ann", title="Mine"),
+            metadata=bob.metadata,
         )
     )
     bob_deletes = await _code(
-        users.DeletePost(users_pb2.DeletePostRequest(actor=bob, id=post.id, author_username="ann"))
+        users.DeletePost(
+            users_pb2.DeletePostRequest(id=post.id, author_username="ann"), metadata=bob.metadata
+        )
     )
     unchanged = (
         await users.GetPost(users_pb2.GetPostRequest(id=post.id, author_username="ann"))
     ).post
     root_edits = await users.UpdatePost(
-        users_pb2.UpdatePostRequest(actor=ROOT, id=post.id, author_username="ann", title="Fixed")
+        users_pb2.UpdatePostRequest(id=post.id, author_username="ann", title="Fixed"),
+        metadata=person(1, superuser=True).metadata,
     )
 
     assert {for_someone_else, bob_edits, bob_deletes} == {grpc.StatusCode.PERMISSION_DENIED}
@@ -95,11 +101,13 @@ async def test_hard_delete_is_for_superusers(users: UsersServiceAsyncStub) -> No
 
     by_author = await _code(
         users.DeletePost(
-            users_pb2.DeletePostRequest(actor=ann, id=post.id, author_username="ann", hard=True)
+            users_pb2.DeletePostRequest(id=post.id, author_username="ann", hard=True),
+            metadata=ann.metadata,
         )
     )
     await users.DeletePost(
-        users_pb2.DeletePostRequest(actor=ROOT, id=post.id, author_username="ann", hard=True)
+        users_pb2.DeletePostRequest(id=post.id, author_username="ann", hard=True),
+        metadata=person(1, superuser=True).metadata,
     )
 
     assert by_author is grpc.StatusCode.PERMISSION_DENIED
@@ -144,7 +152,7 @@ async def test_soft_deleted_posts_leave_the_list(users: UsersServiceAsyncStub) -
     keep, drop = await _post(users, ann, "keep"), await _post(users, ann, "drop")
 
     await users.DeletePost(
-        users_pb2.DeletePostRequest(actor=ann, id=drop.id, author_username="ann")
+        users_pb2.DeletePostRequest(id=drop.id, author_username="ann"), metadata=ann.metadata
     )
     listed = await users.ListPosts(
         users_pb2.ListPostsRequest(author_username="ann", page=1, items_per_page=10)
@@ -186,7 +194,7 @@ async def test_invalid_posts_name_the_field(
 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await users.CreatePost(
-            users_pb2.CreatePostRequest(actor=ann, author_id=ann.user_id, **fields)
+            users_pb2.CreatePostRequest(author_id=ann.user_id, **fields), metadata=ann.metadata
         )
 
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT

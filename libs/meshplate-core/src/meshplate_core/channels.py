@@ -18,6 +18,7 @@ from google.protobuf.descriptor_pb2 import MethodOptions
 from meshplate_core.interceptors import REQUEST_ID_KEY
 from meshplate_core.logging import request_id
 from meshplate_core.mtls import Tls
+from meshplate_core.tokens import Claims
 from meshplate_core.tracing import inject
 
 _RETRYABLE_LEVELS = (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
@@ -31,6 +32,8 @@ KEEPALIVE_S = 20.0
 # each replica to balance only over those that take calls (a database outage must make pods
 # unready, not restart them, nor empty a client's rotation).
 LIVENESS = "meshplate.liveness"
+# The metadata that forwards the end user's access token (`Bearer <token>`) with a call.
+AUTHORIZATION = "authorization"
 
 
 def is_idempotent(method: MethodDescriptor) -> bool:
@@ -116,10 +119,15 @@ def open_channel(
     return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
 
 
-def call_metadata() -> tuple[tuple[str, str], ...]:
+def call_metadata(user: Claims | None = None) -> tuple[tuple[str, str], ...]:
     """Metadata every outgoing call carries: the request id of the request being served, and
-    the trace context."""
+    the trace context; with `user`, that end user's access token, for a write the called
+    service makes as that user."""
     carrier: dict[str, str] = {}
     inject(carrier)
     rid = request_id.get()
-    return (*(((REQUEST_ID_KEY, rid),) if rid else ()), *carrier.items())
+    return (
+        *(((REQUEST_ID_KEY, rid),) if rid else ()),
+        *carrier.items(),
+        *(((AUTHORIZATION, f"Bearer {user.token}"),) if user is not None else ()),
+    )

@@ -9,7 +9,7 @@ milliseconds, so "revoked everything issued before T" cannot catch a token issue
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import jwt
@@ -46,6 +46,8 @@ class Claims:
     tier_id: int | None
     is_superuser: bool
     family_id: str | None
+    # The token itself, forwarded with the calls made for its user (never logged).
+    token: str = field(default="", repr=False, compare=False)
 
 
 def public_key(jwk: Mapping[str, str]) -> Ed25519PublicKey:
@@ -103,6 +105,7 @@ def verify(
             tier_id=_optional_int(payload.get("tier_id")),
             is_superuser=payload.get("is_superuser") is True,
             family_id=_optional_str(payload.get("fam")),
+            token=token,
         )
     except (jwt.PyJWTError, ValueError, TypeError):
         raise InvalidTokenError() from None

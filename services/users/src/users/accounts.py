@@ -17,6 +17,7 @@ from meshplate_core.events import UserDeleted, UserRegistered, UserTierChanged
 from meshplate_core.outbox import Outbox
 from users.cache import Codec, ReadCache, dataclass_codec, id_generation, name_generation
 from users.domain import (
+    Actor,
     InvalidCredentialsError,
     PageRequest,
     Registration,
@@ -130,8 +131,9 @@ class Accounts:
                 await self.users.set_password_hash(conn, user.id, new_hash)
         return user
 
-    async def change(self, user_id: int, changes: UserChanges) -> User:
-        """Apply a validated profile update."""
+    async def change(self, actor: Actor, user_id: int, changes: UserChanges) -> User:
+        """Apply a validated profile update (the user's own, or anyone's for a superuser)."""
+        actor.require_owner(user_id)
         async with self.transaction() as conn:
             before = await self.users.get_by_id(conn, user_id)
             user = await self.users.change(conn, user_id, changes)
@@ -140,8 +142,12 @@ class Accounts:
         )
         return user
 
-    async def delete(self, user_id: int, *, hard: bool) -> None:
-        """Soft-delete a user, or remove them and their data; announce it either way."""
+    async def delete(self, actor: Actor, user_id: int, *, hard: bool) -> None:
+        """Soft-delete a user (oneself, or anyone for a superuser), or remove them and their data
+        (a superuser only); announce it either way."""
+        if hard:
+            actor.require_superuser()
+        actor.require_owner(user_id)
         async with self.transaction() as conn:
             user = await self.users.get_by_id(conn, user_id, include_deleted=hard)
             if hard:
@@ -151,8 +157,9 @@ class Accounts:
             await self._outbox.add(conn, UserDeleted(user_id=user_id, hard=hard))
         await self._cache.bump(name_generation(user.username), id_generation(user_id))
 
-    async def set_tier(self, user_id: int, tier_id: int) -> User:
-        """Move a user to an existing tier and announce it."""
+    async def set_tier(self, actor: Actor, user_id: int, tier_id: int) -> User:
+        """Move a user to an existing tier (a superuser only) and announce it."""
+        actor.require_superuser()
         async with self.transaction() as conn:
             await self.tiers.get_by_id(conn, tier_id)
             user = await self.users.set_tier(conn, user_id, tier_id)
@@ -211,8 +218,9 @@ class Accounts:
             assert name is not None
             return await self.tiers.get_by_name(conn, name)
 
-    async def create_tier(self, name: str) -> Tier:
-        """A new tier with a free name."""
+    async def create_tier(self, actor: Actor, name: str) -> Tier:
+        """A new tier with a free name (a superuser only)."""
+        actor.require_superuser()
         async with self.transaction() as conn:
             return await self.tiers.create(conn, name)
 
@@ -221,12 +229,14 @@ class Accounts:
         async with self.reading() as conn:
             return await self.tiers.page(conn, request)
 
-    async def rename_tier(self, tier_id: int, name: str) -> Tier:
-        """Give a tier another free name."""
+    async def rename_tier(self, actor: Actor, tier_id: int, name: str) -> Tier:
+        """Give a tier another free name (a superuser only)."""
+        actor.require_superuser()
         async with self.transaction() as conn:
             return await self.tiers.rename(conn, tier_id, name)
 
-    async def delete_tier(self, tier_id: int) -> None:
-        """Remove a tier that no user is on."""
+    async def delete_tier(self, actor: Actor, tier_id: int) -> None:
+        """Remove a tier that no user is on (a superuser only)."""
+        actor.require_superuser()
         async with self.transaction() as conn:
             await self.tiers.delete(conn, tier_id)

@@ -12,7 +12,6 @@ from users.cache import Codec, ReadCache, dataclass_codec, name_generation, post
 from users.domain import (
     Actor,
     NewPost,
-    NotYourPostError,
     PageRequest,
     Post,
     PostChanges,
@@ -38,8 +37,7 @@ class Posts:
 
     async def create(self, actor: Actor, author_id: int, new: NewPost) -> Post:
         """A new post by `author_id`, written by that author or a superuser."""
-        if not actor.may_change(author_id):
-            raise NotYourPostError()
+        actor.require_owner(author_id)
         async with self._engine.begin() as conn:
             author = await self._users.get_by_id(conn, author_id)
             post = await self._store.create(conn, author_id, new)
@@ -80,8 +78,7 @@ class Posts:
         """Apply `changes`; only the author or a superuser may, whatever the path says."""
         async with self._engine.begin() as conn:
             post = await self._store.get(conn, post_id, author_username)
-            if not actor.may_change(post.created_by_user_id):
-                raise NotYourPostError()
+            actor.require_owner(post.created_by_user_id)
             changed = await self._store.change(conn, post_id, changes)
         await self._cache.bump(name_generation(author_username), post_generation(post_id))
         return changed
@@ -90,9 +87,9 @@ class Posts:
         """Soft-delete (author or superuser) or remove (superuser only) a post."""
         async with self._engine.begin() as conn:
             post = await self._store.get(conn, post_id, author_username)
-            allowed = actor.is_superuser if hard else actor.may_change(post.created_by_user_id)
-            if not allowed:
-                raise NotYourPostError()
+            if hard:
+                actor.require_superuser()
+            actor.require_owner(post.created_by_user_id)
             if hard:
                 await self._store.hard_delete(conn, post_id)
             else:

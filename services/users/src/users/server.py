@@ -12,12 +12,15 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.channels import call_metadata, open_channel
 from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
 from meshplate_core.runner import migrate_database, serve_database_service
+from meshplate_core.verifier import FetchKeys, TokenVerifier
 from users.accounts import Accounts
 from users.cache import ReadCache
 from users.callers import callers
@@ -29,6 +32,7 @@ from users.settings import Settings
 from users.storage.tables import outbox as outbox_table
 
 SERVICE_NAME = users_pb2.DESCRIPTOR.services_by_name["UsersService"].full_name
+AUTH = auth_pb2.DESCRIPTOR.services_by_name["AuthService"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 # How long the relay may take to publish what is left at shutdown.
 _FINAL_PUBLISH_S = 2.0
@@ -88,13 +92,53 @@ async def open_accounts(
 
 
 @contextlib.asynccontextmanager
+async def auth_keys(settings: Settings) -> AsyncIterator[FetchKeys]:
+    """auth's published keys, fetched over a channel to auth (as the users workload)."""
+    channel = open_channel(
+        settings.auth_addr,
+        services=[AUTH],
+        timeout_s=settings.rpc_timeout_s,
+        tls=settings.tls(),
+        server="auth",
+    )
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+
+    async def fetch() -> list[dict[str, str]]:
+        reply = await stub.GetJwks(
+            auth_pb2.GetJwksRequest(), timeout=settings.rpc_timeout_s, metadata=call_metadata()
+        )
+        return [
+            {"kty": k.kty, "crv": k.crv, "x": k.x, "kid": k.kid, "alg": k.alg, "use": k.use}
+            for k in reply.keys
+        ]
+
+    try:
+        yield fetch
+    finally:
+        await channel.close()
+
+
+@contextlib.asynccontextmanager
 async def build(
-    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
+    engine: AsyncEngine,
+    *,
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    keys: FetchKeys | None = None,
 ) -> AsyncIterator[Register]:
-    """The servicer, ready to be added to a server (tests use this too)."""
-    async with open_accounts(engine, settings=settings, registry=registry) as (accounts, posts):
+    """The servicer, ready to be added to a server (tests use this too); the end users' tokens
+    verified with `keys` (default: auth's, fetched from auth)."""
+    async with contextlib.AsyncExitStack() as exits:
+        accounts, posts = await exits.enter_async_context(
+            open_accounts(engine, settings=settings, registry=registry)
+        )
+        fetch = keys if keys is not None else await exits.enter_async_context(auth_keys(settings))
+        tokens = TokenVerifier(
+            fetch, issuer=settings.token_issuer, audience=settings.token_audience
+        )
         yield partial(
-            users_pb2_grpc.add_UsersServiceServicer_to_server, UsersService(accounts, posts)
+            users_pb2_grpc.add_UsersServiceServicer_to_server,
+            UsersService(accounts, posts, tokens),
         )
 
 

@@ -1,4 +1,8 @@
-"""UsersService: translates the gRPC contract to the use cases and back, nothing else."""
+"""UsersService: translates the gRPC contract to the use cases and back, nothing else.
+
+The writes made for an end user act as the user of the access token the caller forwards in the
+`authorization` metadata, verified with auth's published keys (meshplate_core.verifier), never
+as a user a request field names."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.errors import InvalidArgumentError
+from meshplate_core.channels import AUTHORIZATION
+from meshplate_core.errors import InvalidArgumentError, UnauthenticatedError
+from meshplate_core.verifier import TokenVerifier
 from users.accounts import Accounts
 from users.domain import (
     Actor,
@@ -75,10 +81,16 @@ def post_to_proto(post: Post) -> users_pb2.Post:
     return message
 
 
-def _actor(request: Any) -> Actor:
-    if not request.HasField("actor"):
-        raise InvalidArgumentError("actor is required", field="actor")
-    return Actor(user_id=request.actor.user_id, is_superuser=request.actor.is_superuser)
+def _bearer(context: Context) -> str:
+    """The end user's access token the caller forwarded (`authorization: Bearer <token>`)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == AUTHORIZATION and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token:
+                return token
+    raise UnauthenticatedError(
+        "this write needs the end user's access token (authorization: Bearer <token>)"
+    )
 
 
 def tier_to_proto(tier: Tier) -> users_pb2.Tier:
@@ -89,9 +101,15 @@ def tier_to_proto(tier: Tier) -> users_pb2.Tier:
 class UsersService(users_pb2_grpc.UsersServiceServicer):
     """The users service."""
 
-    def __init__(self, accounts: Accounts, posts: Posts) -> None:
+    def __init__(self, accounts: Accounts, posts: Posts, tokens: TokenVerifier) -> None:
         self._accounts = accounts
         self._posts = posts
+        self._tokens = tokens
+
+    async def _actor(self, context: Context) -> Actor:
+        """The end user the call is made for: the one its forwarded access token names."""
+        claims = await self._tokens.verify(_bearer(context))
+        return Actor(user_id=claims.user_id, is_superuser=claims.is_superuser)
 
     async def CreateUser(
         self, request: users_pb2.CreateUserRequest, context: Context
@@ -132,19 +150,21 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     async def UpdateUser(
         self, request: users_pb2.UpdateUserRequest, context: Context
     ) -> users_pb2.UpdateUserResponse:
+        actor = await self._actor(context)
         changes = parse_changes(
             name=_optional(request, "name"),
             username=_optional(request, "username"),
             email=_optional(request, "email"),
             profile_image_url=_optional(request, "profile_image_url"),
         )
-        user = await self._accounts.change(request.id, changes)
+        user = await self._accounts.change(actor, request.id, changes)
         return users_pb2.UpdateUserResponse(user=to_proto(user))
 
     async def DeleteUser(
         self, request: users_pb2.DeleteUserRequest, context: Context
     ) -> users_pb2.DeleteUserResponse:
-        await self._accounts.delete(request.id, hard=request.hard)
+        actor = await self._actor(context)
+        await self._accounts.delete(actor, request.id, hard=request.hard)
         return users_pb2.DeleteUserResponse()
 
     async def VerifyCredentials(
@@ -158,13 +178,15 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     async def SetUserTier(
         self, request: users_pb2.SetUserTierRequest, context: Context
     ) -> users_pb2.SetUserTierResponse:
-        user = await self._accounts.set_tier(request.user_id, request.tier_id)
+        actor = await self._actor(context)
+        user = await self._accounts.set_tier(actor, request.user_id, request.tier_id)
         return users_pb2.SetUserTierResponse(user=to_proto(user))
 
     async def CreateTier(
         self, request: users_pb2.CreateTierRequest, context: Context
     ) -> users_pb2.CreateTierResponse:
-        tier = await self._accounts.create_tier(parse_tier_name(request.name))
+        actor = await self._actor(context)
+        tier = await self._accounts.create_tier(actor, parse_tier_name(request.name))
         return users_pb2.CreateTierResponse(tier=tier_to_proto(tier))
 
     async def GetTier(
@@ -190,22 +212,25 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     async def UpdateTier(
         self, request: users_pb2.UpdateTierRequest, context: Context
     ) -> users_pb2.UpdateTierResponse:
-        tier = await self._accounts.rename_tier(request.id, parse_tier_name(request.name))
+        actor = await self._actor(context)
+        tier = await self._accounts.rename_tier(actor, request.id, parse_tier_name(request.name))
         return users_pb2.UpdateTierResponse(tier=tier_to_proto(tier))
 
     async def DeleteTier(
         self, request: users_pb2.DeleteTierRequest, context: Context
     ) -> users_pb2.DeleteTierResponse:
-        await self._accounts.delete_tier(request.id)
+        actor = await self._actor(context)
+        await self._accounts.delete_tier(actor, request.id)
         return users_pb2.DeleteTierResponse()
 
     async def CreatePost(
         self, request: users_pb2.CreatePostRequest, context: Context
     ) -> users_pb2.CreatePostResponse:
+        actor = await self._actor(context)
         new = parse_post(
             title=request.title, text=request.text, media_url=_optional(request, "media_url")
         )
-        post = await self._posts.create(_actor(request), request.author_id, new)
+        post = await self._posts.create(actor, request.author_id, new)
         return users_pb2.CreatePostResponse(post=post_to_proto(post))
 
     async def GetPost(
@@ -225,20 +250,18 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     async def UpdatePost(
         self, request: users_pb2.UpdatePostRequest, context: Context
     ) -> users_pb2.UpdatePostResponse:
+        actor = await self._actor(context)
         changes = parse_post_changes(
             title=_optional(request, "title"),
             text=_optional(request, "text"),
             media_url=_optional(request, "media_url"),
         )
-        post = await self._posts.change(
-            _actor(request), request.id, request.author_username, changes
-        )
+        post = await self._posts.change(actor, request.id, request.author_username, changes)
         return users_pb2.UpdatePostResponse(post=post_to_proto(post))
 
     async def DeletePost(
         self, request: users_pb2.DeletePostRequest, context: Context
     ) -> users_pb2.DeletePostResponse:
-        await self._posts.delete(
-            _actor(request), request.id, request.author_username, hard=request.hard
-        )
+        actor = await self._actor(context)
+        await self._posts.delete(actor, request.id, request.author_username, hard=request.hard)
         return users_pb2.DeletePostResponse()

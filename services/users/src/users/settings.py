@@ -23,6 +23,12 @@ class Settings(GrpcServiceSettings):
         validation_alias=AliasChoices("USERS_REDIS_URL", "REDIS_URL"),
     )
     default_tier_name: str = Field(default="free", validation_alias="DEFAULT_TIER_NAME")
+    # auth, whose published keys verify the end user's access token forwarded with each write
+    # made for that user; the claims a valid token must carry.
+    auth_addr: str = "127.0.0.1:50051"
+    rpc_timeout_s: float = Field(default=5.0, gt=0)
+    token_issuer: str = "meshplate-auth"
+    token_audience: str = "meshplate"
     # Lifetime of cached reads (a user by name, a post, a page of posts); writes never wait it out.
     cache_ttl_s: float = Field(default=300.0, gt=0)
     # The first superuser, created at start when no user has this username.

@@ -51,10 +51,6 @@ def to_post_read(post: users_pb2.Post) -> PostRead:
     )
 
 
-def _actor(user: Claims) -> users_pb2.Actor:
-    return users_pb2.Actor(user_id=user.user_id, is_superuser=user.is_superuser)
-
-
 class UsersClient:
     """Calls to the users service; reads of live users and of posts are answered from the read
     model (gateway.reads) when it holds a current copy."""
@@ -110,36 +106,36 @@ class UsersClient:
         )
         return [to_user_read(u, with_email=False) for u in reply.users], reply.total_count
 
-    async def update_user(self, user_id: int, body: UserUpdate) -> None:
-        """Change the fields the body sets."""
+    async def update_user(self, user: Claims, user_id: int, body: UserUpdate) -> None:
+        """Change the fields the body sets, as `user` (the service checks they may)."""
         await self._stub.UpdateUser(
             users_pb2.UpdateUserRequest(id=user_id, **body.model_dump(exclude_none=True)),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
 
-    async def delete_user(self, user_id: int, *, hard: bool) -> None:
-        """Soft-delete a user, or remove them with their data."""
+    async def delete_user(self, user: Claims, user_id: int, *, hard: bool) -> None:
+        """Soft-delete a user, or remove them with their data, as `user`."""
         await self._stub.DeleteUser(
             users_pb2.DeleteUserRequest(id=user_id, hard=hard),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
 
-    async def set_tier(self, user_id: int, tier_id: int) -> None:
-        """Move a user to a tier."""
+    async def set_tier(self, user: Claims, user_id: int, tier_id: int) -> None:
+        """Move a user to a tier, as `user`."""
         await self._stub.SetUserTier(
             users_pb2.SetUserTierRequest(user_id=user_id, tier_id=tier_id),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
 
-    async def create_tier(self, name: str) -> TierRead:
-        """A new tier."""
+    async def create_tier(self, user: Claims, name: str) -> TierRead:
+        """A new tier, made by `user`."""
         reply = await self._stub.CreateTier(
             users_pb2.CreateTierRequest(name=name),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
         return to_tier_read(reply.tier)
 
@@ -162,30 +158,28 @@ class UsersClient:
         )
         return [to_tier_read(t) for t in reply.tiers], reply.total_count
 
-    async def rename_tier(self, tier_id: int, name: str) -> None:
-        """Rename a tier."""
+    async def rename_tier(self, user: Claims, tier_id: int, name: str) -> None:
+        """Rename a tier, as `user`."""
         await self._stub.UpdateTier(
             users_pb2.UpdateTierRequest(id=tier_id, name=name),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
 
-    async def delete_tier(self, tier_id: int) -> None:
-        """Remove a tier no user is on."""
+    async def delete_tier(self, user: Claims, tier_id: int) -> None:
+        """Remove a tier no user is on, as `user`."""
         await self._stub.DeleteTier(
             users_pb2.DeleteTierRequest(id=tier_id),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
 
     async def create_post(self, user: Claims, author_id: int, body: PostCreate) -> PostRead:
         """A new post by `author_id`, written by `user` (the service checks they may)."""
         reply = await self._stub.CreatePost(
-            users_pb2.CreatePostRequest(
-                actor=_actor(user), author_id=author_id, **body.model_dump(exclude_none=True)
-            ),
+            users_pb2.CreatePostRequest(author_id=author_id, **body.model_dump(exclude_none=True)),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
         return to_post_read(reply.post)
 
@@ -227,13 +221,12 @@ class UsersClient:
         """Change a post (the service checks `user` may)."""
         await self._stub.UpdatePost(
             users_pb2.UpdatePostRequest(
-                actor=_actor(user),
                 id=post_id,
                 author_username=author_username,
                 **body.model_dump(exclude_none=True),
             ),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )
 
     async def delete_post(
@@ -241,9 +234,7 @@ class UsersClient:
     ) -> None:
         """Soft-delete (or, for a superuser, remove) a post."""
         await self._stub.DeletePost(
-            users_pb2.DeletePostRequest(
-                actor=_actor(user), id=post_id, author_username=author_username, hard=hard
-            ),
+            users_pb2.DeletePostRequest(id=post_id, author_username=author_username, hard=hard),
             timeout=self._timeout_s,
-            metadata=call_metadata(),
+            metadata=call_metadata(user),
         )

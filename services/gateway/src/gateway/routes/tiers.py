@@ -19,9 +19,9 @@ router = APIRouter(prefix="/api/v1", tags=["tiers"])
 
 
 @router.post("/tier", status_code=status.HTTP_201_CREATED, responses=errors(403, 409))
-async def create_tier(body: TierCreate, _admin: Superuser, users: Users) -> TierRead:
+async def create_tier(body: TierCreate, admin: Superuser, users: Users) -> TierRead:
     """Add a tier."""
-    return await users.create_tier(body.name)
+    return await users.create_tier(admin, body.name)
 
 
 @router.get("/tiers")
@@ -38,16 +38,16 @@ async def read_tier(name: PathText, users: Users) -> TierRead:
 
 
 @router.patch("/tier/{name}", responses=errors(403, 404, 409))
-async def update_tier(name: PathText, body: TierCreate, _admin: Superuser, users: Users) -> Message:
+async def update_tier(name: PathText, body: TierCreate, admin: Superuser, users: Users) -> Message:
     """Rename a tier."""
     tier = await users.get_tier(name=name)
-    await users.rename_tier(tier.id, body.name)
+    await users.rename_tier(admin, tier.id, body.name)
     return Message(message="Tier updated")
 
 
 @router.delete("/tier/{name}", responses=errors(403, 404, 409))
-async def delete_tier(name: PathText, _admin: Superuser, users: Users) -> Message:
+async def delete_tier(name: PathText, admin: Superuser, users: Users) -> Message:
     """Remove a tier that no user is on."""
     tier = await users.get_tier(name=name)
-    await users.delete_tier(tier.id)
+    await users.delete_tier(admin, tier.id)
     return Message(message="Tier deleted")

@@ -75,7 +75,7 @@ async def update_user(username: str, body: UserUpdate, user: CurrentUser, users:
     """Change one's own profile (or, as a superuser, anyone's)."""
     target = await read_user_or_404(users, username)
     require_owner(user, target.id)
-    await users.update_user(target.id, body)
+    await users.update_user(user, target.id, body)
     return Message(message="User updated")
 
 
@@ -84,16 +84,16 @@ async def delete_user(username: str, user: CurrentUser, users: Users, auth: Auth
     """Delete one's own account (soft); every token of it stops working."""
     target = await read_user_or_404(users, username)
     require_owner(user, target.id)
-    await users.delete_user(target.id, hard=False)
+    await users.delete_user(user, target.id, hard=False)
     await auth.revoke_user(target.id)
     return Message(message="User deleted")
 
 
 @router.delete("/db_user/{username}", responses=errors(403, 404))
-async def erase_user(username: str, _admin: Superuser, users: Users, auth: Auth) -> Message:
+async def erase_user(username: str, admin: Superuser, users: Users, auth: Auth) -> Message:
     """Remove a user (live or soft-deleted) and their data from the database."""
     target = await read_user_or_404(users, username, include_deleted=True)
-    await users.delete_user(target.id, hard=True)
+    await users.delete_user(admin, target.id, hard=True)
     await auth.revoke_user(target.id)
     return Message(message="User deleted from the database")
 
@@ -112,9 +112,9 @@ async def read_user_tier(username: str, viewer: OptionalUser, users: Users) -> U
 
 @router.patch("/user/{username}/tier", responses=errors(403, 404))
 async def update_user_tier(
-    username: str, body: UserTierUpdate, _admin: Superuser, users: Users
+    username: str, body: UserTierUpdate, admin: Superuser, users: Users
 ) -> Message:
     """Move a user to another tier."""
     target = await read_user_or_404(users, username)
-    await users.set_tier(target.id, body.tier_id)
+    await users.set_tier(admin, target.id, body.tier_id)
     return Message(message=f"User {username} Tier updated")

@@ -33,6 +33,9 @@ class AuthServiceStub:
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
     failed logins are throttled, or when the users service has too many password checks waiting.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more: AUTH_GRANTS).
     """
 
     def __init__(self, channel):
@@ -86,10 +89,14 @@ class AuthServiceServicer:
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
     failed logins are throttled, or when the users service has too many password checks waiting.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more: AUTH_GRANTS).
     """
 
     def Login(self, request, context):
         """Login checks credentials with the users service and opens a new refresh family.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +105,7 @@ class AuthServiceServicer:
     def Refresh(self, request, context):
         """Refresh rotates a refresh token: the presented one is revoked and a new pair is returned.
         Presenting an already rotated token revokes its whole family (theft detection).
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +113,7 @@ class AuthServiceServicer:
 
     def Logout(self, request, context):
         """Logout revokes the access token and, when given, the refresh token's family.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +122,7 @@ class AuthServiceServicer:
     def RevokeUserTokens(self, request, context):
         """RevokeUserTokens revokes every token of a user issued before a point in time
         ("log out everywhere", user deletion).
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,6 +130,7 @@ class AuthServiceServicer:
 
     def Authenticate(self, request, context):
         """Authenticate verifies an access token (signature, claims, revocation) and names its user.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,6 +138,7 @@ class AuthServiceServicer:
 
     def GetJwks(self, request, context):
         """GetJwks returns every public key that may have signed a live token.
+        Callers: gateway, users.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +146,7 @@ class AuthServiceServicer:
 
     def PurgeExpired(self, request, context):
         """PurgeExpired deletes revocations and refresh families whose tokens have expired.
+        Callers: worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +206,9 @@ class AuthService:
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
     failed logins are throttled, or when the users service has too many password checks waiting.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more: AUTH_GRANTS).
     """
 
     @staticmethod

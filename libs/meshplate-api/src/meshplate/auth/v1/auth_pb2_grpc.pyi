@@ -34,6 +34,9 @@ class AuthServiceStub:
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
     failed logins are throttled, or when the users service has too many password checks waiting.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more: AUTH_GRANTS).
     """
 
     @_typing.overload
@@ -41,23 +44,35 @@ class AuthServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthServiceAsyncStub: ...
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
-    """Login checks credentials with the users service and opens a new refresh family."""
+    """Login checks credentials with the users service and opens a new refresh family.
+    Callers: gateway.
+    """
     Refresh: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.RefreshResponse]
     """Refresh rotates a refresh token: the presented one is revoked and a new pair is returned.
     Presenting an already rotated token revokes its whole family (theft detection).
+    Callers: gateway.
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
-    """Logout revokes the access token and, when given, the refresh token's family."""
+    """Logout revokes the access token and, when given, the refresh token's family.
+    Callers: gateway.
+    """
     RevokeUserTokens: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeUserTokensRequest, _auth_pb2.RevokeUserTokensResponse]
     """RevokeUserTokens revokes every token of a user issued before a point in time
     ("log out everywhere", user deletion).
+    Callers: gateway.
     """
     Authenticate: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateRequest, _auth_pb2.AuthenticateResponse]
-    """Authenticate verifies an access token (signature, claims, revocation) and names its user."""
+    """Authenticate verifies an access token (signature, claims, revocation) and names its user.
+    Callers: gateway.
+    """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]
-    """GetJwks returns every public key that may have signed a live token."""
+    """GetJwks returns every public key that may have signed a live token.
+    Callers: gateway, users.
+    """
     PurgeExpired: _grpc.UnaryUnaryMultiCallable[_auth_pb2.PurgeExpiredRequest, _auth_pb2.PurgeExpiredResponse]
-    """PurgeExpired deletes revocations and refresh families whose tokens have expired."""
+    """PurgeExpired deletes revocations and refresh families whose tokens have expired.
+    Callers: worker.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -68,27 +83,42 @@ class AuthServiceAsyncStub(AuthServiceStub):
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
     failed logins are throttled, or when the users service has too many password checks waiting.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more: AUTH_GRANTS).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
-    """Login checks credentials with the users service and opens a new refresh family."""
+    """Login checks credentials with the users service and opens a new refresh family.
+    Callers: gateway.
+    """
     Refresh: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshRequest, _auth_pb2.RefreshResponse]  # type: ignore[assignment]
     """Refresh rotates a refresh token: the presented one is revoked and a new pair is returned.
     Presenting an already rotated token revokes its whole family (theft detection).
+    Callers: gateway.
     """
     Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
-    """Logout revokes the access token and, when given, the refresh token's family."""
+    """Logout revokes the access token and, when given, the refresh token's family.
+    Callers: gateway.
+    """
     RevokeUserTokens: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeUserTokensRequest, _auth_pb2.RevokeUserTokensResponse]  # type: ignore[assignment]
     """RevokeUserTokens revokes every token of a user issued before a point in time
     ("log out everywhere", user deletion).
+    Callers: gateway.
     """
     Authenticate: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateRequest, _auth_pb2.AuthenticateResponse]  # type: ignore[assignment]
-    """Authenticate verifies an access token (signature, claims, revocation) and names its user."""
+    """Authenticate verifies an access token (signature, claims, revocation) and names its user.
+    Callers: gateway.
+    """
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]  # type: ignore[assignment]
-    """GetJwks returns every public key that may have signed a live token."""
+    """GetJwks returns every public key that may have signed a live token.
+    Callers: gateway, users.
+    """
     PurgeExpired: _aio.UnaryUnaryMultiCallable[_auth_pb2.PurgeExpiredRequest, _auth_pb2.PurgeExpiredResponse]  # type: ignore[assignment]
-    """PurgeExpired deletes revocations and refresh families whose tokens have expired."""
+    """PurgeExpired deletes revocations and refresh families whose tokens have expired.
+    Callers: worker.
+    """
 
 class AuthServiceServicer:
     """AuthService issues, refreshes and revokes tokens, and publishes the public keys that verify them.
@@ -98,6 +128,9 @@ class AuthServiceServicer:
     callers that cannot. Errors: UNAUTHENTICATED for bad credentials or a bad, expired or revoked token
     (the message never says which); RESOURCE_EXHAUSTED (with trailing metadata `retry-after`) when
     failed logins are throttled, or when the users service has too many password checks waiting.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more: AUTH_GRANTS).
     """
 
     def Login(
@@ -105,7 +138,9 @@ class AuthServiceServicer:
         request: _auth_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
-        """Login checks credentials with the users service and opens a new refresh family."""
+        """Login checks credentials with the users service and opens a new refresh family.
+        Callers: gateway.
+        """
 
     def Refresh(
         self,
@@ -114,6 +149,7 @@ class AuthServiceServicer:
     ) -> _typing.Union[_auth_pb2.RefreshResponse, _abc.Awaitable[_auth_pb2.RefreshResponse]]:
         """Refresh rotates a refresh token: the presented one is revoked and a new pair is returned.
         Presenting an already rotated token revokes its whole family (theft detection).
+        Callers: gateway.
         """
 
     def Logout(
@@ -121,7 +157,9 @@ class AuthServiceServicer:
         request: _auth_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.LogoutResponse, _abc.Awaitable[_auth_pb2.LogoutResponse]]:
-        """Logout revokes the access token and, when given, the refresh token's family."""
+        """Logout revokes the access token and, when given, the refresh token's family.
+        Callers: gateway.
+        """
 
     def RevokeUserTokens(
         self,
@@ -130,6 +168,7 @@ class AuthServiceServicer:
     ) -> _typing.Union[_auth_pb2.RevokeUserTokensResponse, _abc.Awaitable[_auth_pb2.RevokeUserTokensResponse]]:
         """RevokeUserTokens revokes every token of a user issued before a point in time
         ("log out everywhere", user deletion).
+        Callers: gateway.
         """
 
     def Authenticate(
@@ -137,20 +176,26 @@ class AuthServiceServicer:
         request: _auth_pb2.AuthenticateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.AuthenticateResponse, _abc.Awaitable[_auth_pb2.AuthenticateResponse]]:
-        """Authenticate verifies an access token (signature, claims, revocation) and names its user."""
+        """Authenticate verifies an access token (signature, claims, revocation) and names its user.
+        Callers: gateway.
+        """
 
     def GetJwks(
         self,
         request: _auth_pb2.GetJwksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetJwksResponse, _abc.Awaitable[_auth_pb2.GetJwksResponse]]:
-        """GetJwks returns every public key that may have signed a live token."""
+        """GetJwks returns every public key that may have signed a live token.
+        Callers: gateway, users.
+        """
 
     def PurgeExpired(
         self,
         request: _auth_pb2.PurgeExpiredRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.PurgeExpiredResponse, _abc.Awaitable[_auth_pb2.PurgeExpiredResponse]]:
-        """PurgeExpired deletes revocations and refresh families whose tokens have expired."""
+        """PurgeExpired deletes revocations and refresh families whose tokens have expired.
+        Callers: worker.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

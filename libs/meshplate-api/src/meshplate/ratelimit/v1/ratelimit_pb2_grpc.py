@@ -34,6 +34,11 @@ class RateLimitServiceStub:
     missing rule; ALREADY_EXISTS for a second rule on one (tier, path) or a taken name;
     INVALID_ARGUMENT (trailing metadata `field`) for a bad path, limit or period; UNAVAILABLE when the
     counter store is down and the service fails closed.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    RATELIMIT_GRANTS). The same server answers Envoy's rate-limit service API (ShouldRateLimit) for
+    Envoy alone.
     """
 
     def __init__(self, channel):
@@ -88,11 +93,17 @@ class RateLimitServiceServicer:
     missing rule; ALREADY_EXISTS for a second rule on one (tier, path) or a taken name;
     INVALID_ARGUMENT (trailing metadata `field`) for a bad path, limit or period; UNAVAILABLE when the
     counter store is down and the service fails closed.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    RATELIMIT_GRANTS). The same server answers Envoy's rate-limit service API (ShouldRateLimit) for
+    Envoy alone.
     """
 
     def CheckLimit(self, request, context):
         """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
         whether the request may proceed. One atomic counter update per call.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,6 +115,7 @@ class RateLimitServiceServicer:
         the checks of requests arriving together: one call then carries the cost of one hop for
         all of them. Results come in the order of the checks. A malformed check fails the whole call
         (INVALID_ARGUMENT, with its index in the message).
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +123,7 @@ class RateLimitServiceServicer:
 
     def CreateRule(self, request, context):
         """CreateRule adds a rule for a tier.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +131,7 @@ class RateLimitServiceServicer:
 
     def GetRule(self, request, context):
         """GetRule returns one rule of a tier.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +139,7 @@ class RateLimitServiceServicer:
 
     def ListRules(self, request, context):
         """ListRules returns one page of a tier's rules, ordered by id.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +147,7 @@ class RateLimitServiceServicer:
 
     def UpdateRule(self, request, context):
         """UpdateRule changes the fields that are set; the change governs the very next check.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +155,7 @@ class RateLimitServiceServicer:
 
     def DeleteRule(self, request, context):
         """DeleteRule removes a rule of a tier.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -199,6 +216,11 @@ class RateLimitService:
     missing rule; ALREADY_EXISTS for a second rule on one (tier, path) or a taken name;
     INVALID_ARGUMENT (trailing metadata `field`) for a bad path, limit or period; UNAVAILABLE when the
     counter store is down and the service fails closed.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    RATELIMIT_GRANTS). The same server answers Envoy's rate-limit service API (ShouldRateLimit) for
+    Envoy alone.
     """
 
     @staticmethod

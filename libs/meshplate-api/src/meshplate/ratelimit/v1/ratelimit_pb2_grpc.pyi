@@ -35,6 +35,11 @@ class RateLimitServiceStub:
     missing rule; ALREADY_EXISTS for a second rule on one (tier, path) or a taken name;
     INVALID_ARGUMENT (trailing metadata `field`) for a bad path, limit or period; UNAVAILABLE when the
     counter store is down and the service fails closed.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    RATELIMIT_GRANTS). The same server answers Envoy's rate-limit service API (ShouldRateLimit) for
+    Envoy alone.
     """
 
     @_typing.overload
@@ -44,6 +49,7 @@ class RateLimitServiceStub:
     CheckLimit: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitRequest, _ratelimit_pb2.CheckLimitResponse]
     """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
     whether the request may proceed. One atomic counter update per call.
+    Callers: gateway.
     """
     CheckLimits: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitsRequest, _ratelimit_pb2.CheckLimitsResponse]
     """CheckLimits decides many checks in one call, as CheckLimit would decide each one, in one
@@ -51,17 +57,28 @@ class RateLimitServiceStub:
     the checks of requests arriving together: one call then carries the cost of one hop for
     all of them. Results come in the order of the checks. A malformed check fails the whole call
     (INVALID_ARGUMENT, with its index in the message).
+    Callers: gateway.
     """
     CreateRule: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.CreateRuleRequest, _ratelimit_pb2.CreateRuleResponse]
-    """CreateRule adds a rule for a tier."""
+    """CreateRule adds a rule for a tier.
+    Callers: gateway.
+    """
     GetRule: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.GetRuleRequest, _ratelimit_pb2.GetRuleResponse]
-    """GetRule returns one rule of a tier."""
+    """GetRule returns one rule of a tier.
+    Callers: gateway.
+    """
     ListRules: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ListRulesRequest, _ratelimit_pb2.ListRulesResponse]
-    """ListRules returns one page of a tier's rules, ordered by id."""
+    """ListRules returns one page of a tier's rules, ordered by id.
+    Callers: gateway.
+    """
     UpdateRule: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.UpdateRuleRequest, _ratelimit_pb2.UpdateRuleResponse]
-    """UpdateRule changes the fields that are set; the change governs the very next check."""
+    """UpdateRule changes the fields that are set; the change governs the very next check.
+    Callers: gateway.
+    """
     DeleteRule: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.DeleteRuleRequest, _ratelimit_pb2.DeleteRuleResponse]
-    """DeleteRule removes a rule of a tier."""
+    """DeleteRule removes a rule of a tier.
+    Callers: gateway.
+    """
 
 @_typing.type_check_only
 class RateLimitServiceAsyncStub(RateLimitServiceStub):
@@ -73,12 +90,18 @@ class RateLimitServiceAsyncStub(RateLimitServiceStub):
     missing rule; ALREADY_EXISTS for a second rule on one (tier, path) or a taken name;
     INVALID_ARGUMENT (trailing metadata `field`) for a bad path, limit or period; UNAVAILABLE when the
     counter store is down and the service fails closed.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    RATELIMIT_GRANTS). The same server answers Envoy's rate-limit service API (ShouldRateLimit) for
+    Envoy alone.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckLimit: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitRequest, _ratelimit_pb2.CheckLimitResponse]  # type: ignore[assignment]
     """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
     whether the request may proceed. One atomic counter update per call.
+    Callers: gateway.
     """
     CheckLimits: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CheckLimitsRequest, _ratelimit_pb2.CheckLimitsResponse]  # type: ignore[assignment]
     """CheckLimits decides many checks in one call, as CheckLimit would decide each one, in one
@@ -86,17 +109,28 @@ class RateLimitServiceAsyncStub(RateLimitServiceStub):
     the checks of requests arriving together: one call then carries the cost of one hop for
     all of them. Results come in the order of the checks. A malformed check fails the whole call
     (INVALID_ARGUMENT, with its index in the message).
+    Callers: gateway.
     """
     CreateRule: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CreateRuleRequest, _ratelimit_pb2.CreateRuleResponse]  # type: ignore[assignment]
-    """CreateRule adds a rule for a tier."""
+    """CreateRule adds a rule for a tier.
+    Callers: gateway.
+    """
     GetRule: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.GetRuleRequest, _ratelimit_pb2.GetRuleResponse]  # type: ignore[assignment]
-    """GetRule returns one rule of a tier."""
+    """GetRule returns one rule of a tier.
+    Callers: gateway.
+    """
     ListRules: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ListRulesRequest, _ratelimit_pb2.ListRulesResponse]  # type: ignore[assignment]
-    """ListRules returns one page of a tier's rules, ordered by id."""
+    """ListRules returns one page of a tier's rules, ordered by id.
+    Callers: gateway.
+    """
     UpdateRule: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.UpdateRuleRequest, _ratelimit_pb2.UpdateRuleResponse]  # type: ignore[assignment]
-    """UpdateRule changes the fields that are set; the change governs the very next check."""
+    """UpdateRule changes the fields that are set; the change governs the very next check.
+    Callers: gateway.
+    """
     DeleteRule: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.DeleteRuleRequest, _ratelimit_pb2.DeleteRuleResponse]  # type: ignore[assignment]
-    """DeleteRule removes a rule of a tier."""
+    """DeleteRule removes a rule of a tier.
+    Callers: gateway.
+    """
 
 class RateLimitServiceServicer:
     """RateLimitService owns the rate-limit rules (tier x path x limit x period) and their counters.
@@ -107,6 +141,11 @@ class RateLimitServiceServicer:
     missing rule; ALREADY_EXISTS for a second rule on one (tier, path) or a taken name;
     INVALID_ARGUMENT (trailing metadata `field`) for a bad path, limit or period; UNAVAILABLE when the
     counter store is down and the service fails closed.
+
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists who
+    may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    RATELIMIT_GRANTS). The same server answers Envoy's rate-limit service API (ShouldRateLimit) for
+    Envoy alone.
     """
 
     def CheckLimit(
@@ -116,6 +155,7 @@ class RateLimitServiceServicer:
     ) -> _typing.Union[_ratelimit_pb2.CheckLimitResponse, _abc.Awaitable[_ratelimit_pb2.CheckLimitResponse]]:
         """CheckLimit counts `hits` against the rule that governs (tier, path) for one subject and says
         whether the request may proceed. One atomic counter update per call.
+        Callers: gateway.
         """
 
     def CheckLimits(
@@ -128,6 +168,7 @@ class RateLimitServiceServicer:
         the checks of requests arriving together: one call then carries the cost of one hop for
         all of them. Results come in the order of the checks. A malformed check fails the whole call
         (INVALID_ARGUMENT, with its index in the message).
+        Callers: gateway.
         """
 
     def CreateRule(
@@ -135,34 +176,44 @@ class RateLimitServiceServicer:
         request: _ratelimit_pb2.CreateRuleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ratelimit_pb2.CreateRuleResponse, _abc.Awaitable[_ratelimit_pb2.CreateRuleResponse]]:
-        """CreateRule adds a rule for a tier."""
+        """CreateRule adds a rule for a tier.
+        Callers: gateway.
+        """
 
     def GetRule(
         self,
         request: _ratelimit_pb2.GetRuleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ratelimit_pb2.GetRuleResponse, _abc.Awaitable[_ratelimit_pb2.GetRuleResponse]]:
-        """GetRule returns one rule of a tier."""
+        """GetRule returns one rule of a tier.
+        Callers: gateway.
+        """
 
     def ListRules(
         self,
         request: _ratelimit_pb2.ListRulesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ratelimit_pb2.ListRulesResponse, _abc.Awaitable[_ratelimit_pb2.ListRulesResponse]]:
-        """ListRules returns one page of a tier's rules, ordered by id."""
+        """ListRules returns one page of a tier's rules, ordered by id.
+        Callers: gateway.
+        """
 
     def UpdateRule(
         self,
         request: _ratelimit_pb2.UpdateRuleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ratelimit_pb2.UpdateRuleResponse, _abc.Awaitable[_ratelimit_pb2.UpdateRuleResponse]]:
-        """UpdateRule changes the fields that are set; the change governs the very next check."""
+        """UpdateRule changes the fields that are set; the change governs the very next check.
+        Callers: gateway.
+        """
 
     def DeleteRule(
         self,
         request: _ratelimit_pb2.DeleteRuleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ratelimit_pb2.DeleteRuleResponse, _abc.Awaitable[_ratelimit_pb2.DeleteRuleResponse]]:
-        """DeleteRule removes a rule of a tier."""
+        """DeleteRule removes a rule of a tier.
+        Callers: gateway.
+        """
 
 def add_RateLimitServiceServicer_to_server(servicer: RateLimitServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

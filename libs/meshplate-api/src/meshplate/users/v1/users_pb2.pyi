@@ -176,30 +176,6 @@ class Post(_message.Message):
 Global___Post: _TypeAlias = Post  # noqa: Y015
 
 @_typing.final
-class Actor(_message.Message):
-    """Actor is the verified caller on whose behalf a write is made; the service decides ownership."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    USER_ID_FIELD_NUMBER: _builtins.int
-    IS_SUPERUSER_FIELD_NUMBER: _builtins.int
-    user_id: _builtins.int
-    is_superuser: _builtins.bool
-    def __init__(
-        self,
-        *,
-        user_id: _builtins.int = ...,
-        is_superuser: _builtins.bool = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_superuser", b"is_superuser", "user_id", b"user_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Actor: _TypeAlias = Actor  # noqa: Y015
-
-@_typing.final
 class CreateUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -743,31 +719,26 @@ Global___DeleteTierResponse: _TypeAlias = DeleteTierResponse  # noqa: Y015
 class CreatePostRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTOR_FIELD_NUMBER: _builtins.int
     AUTHOR_ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     MEDIA_URL_FIELD_NUMBER: _builtins.int
     author_id: _builtins.int
+    """Whose post it is: the acting user, or anyone for a superuser."""
     title: _builtins.str
     text: _builtins.str
     media_url: _builtins.str
-    @_builtins.property
-    def actor(self) -> Global___Actor:
-        """Who writes the post; must be `author_id` itself or a superuser."""
-
     def __init__(
         self,
         *,
-        actor: Global___Actor | None = ...,
         author_id: _builtins.int = ...,
         title: _builtins.str = ...,
         text: _builtins.str = ...,
         media_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "actor", b"actor", "media_url", b"media_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "media_url", b"media_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "actor", b"actor", "author_id", b"author_id", "media_url", b"media_url", "text", b"text", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "author_id", b"author_id", "media_url", b"media_url", "text", b"text", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__media_url: _TypeAlias = _typing.Literal["media_url"]  # noqa: Y015
     _WhichOneofArgType__media_url: _TypeAlias = _typing.Literal["_media_url", b"_media_url"]  # noqa: Y015
@@ -890,7 +861,6 @@ Global___ListPostsResponse: _TypeAlias = ListPostsResponse  # noqa: Y015
 class UpdatePostRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTOR_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     AUTHOR_USERNAME_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
@@ -902,21 +872,18 @@ class UpdatePostRequest(_message.Message):
     title: _builtins.str
     text: _builtins.str
     media_url: _builtins.str
-    @_builtins.property
-    def actor(self) -> Global___Actor: ...
     def __init__(
         self,
         *,
-        actor: Global___Actor | None = ...,
         id: _builtins.int = ...,
         author_username: _builtins.str = ...,
         title: _builtins.str | None = ...,
         text: _builtins.str | None = ...,
         media_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "_text", b"_text", "_title", b"_title", "actor", b"actor", "media_url", b"media_url", "text", b"text", "title", b"title"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "_text", b"_text", "_title", b"_title", "media_url", b"media_url", "text", b"text", "title", b"title"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "_text", b"_text", "_title", b"_title", "actor", b"actor", "author_username", b"author_username", "id", b"id", "media_url", b"media_url", "text", b"text", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_media_url", b"_media_url", "_text", b"_text", "_title", b"_title", "author_username", b"author_username", "id", b"id", "media_url", b"media_url", "text", b"text", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__media_url: _TypeAlias = _typing.Literal["media_url"]  # noqa: Y015
     _WhichOneofArgType__media_url: _TypeAlias = _typing.Literal["_media_url", b"_media_url"]  # noqa: Y015
@@ -957,7 +924,6 @@ Global___UpdatePostResponse: _TypeAlias = UpdatePostResponse  # noqa: Y015
 class DeletePostRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    ACTOR_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     AUTHOR_USERNAME_FIELD_NUMBER: _builtins.int
     HARD_FIELD_NUMBER: _builtins.int
@@ -966,19 +932,16 @@ class DeletePostRequest(_message.Message):
     """The username the REST path names; a post by someone else is NOT_FOUND."""
     hard: _builtins.bool
     """Remove the row instead of marking it deleted (superuser only)."""
-    @_builtins.property
-    def actor(self) -> Global___Actor: ...
     def __init__(
         self,
         *,
-        actor: Global___Actor | None = ...,
         id: _builtins.int = ...,
         author_username: _builtins.str = ...,
         hard: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "author_username", b"author_username", "hard", b"hard", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_username", b"author_username", "hard", b"hard", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

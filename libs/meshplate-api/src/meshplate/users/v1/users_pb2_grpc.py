@@ -28,10 +28,19 @@ if _version_not_supported:
 class UsersServiceStub:
     """UsersService owns users (with their password hashes), tiers and posts.
 
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists
+    below who may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    USERS_GRANTS). The writes made for an end user (UpdateUser, DeleteUser, SetUserTier, the tier
+    writes and the post writes) act as the user whose access token comes with the call, in the
+    `authorization` metadata as `Bearer <token>`: verified with auth's published keys, never taken
+    from a request field. Without a valid token they are UNAUTHENTICATED; a user who may not make
+    the change gets PERMISSION_DENIED (users change themselves and their posts; superusers change
+    anyone, and alone hard-delete, set tiers and write tiers).
+
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    a user or a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
     with the trailing metadata `retry-after` (seconds), when the calls that hash a password
     (CreateUser, VerifyCredentials) find too many waiting already.
     """
@@ -132,16 +141,26 @@ class UsersServiceStub:
 class UsersServiceServicer:
     """UsersService owns users (with their password hashes), tiers and posts.
 
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists
+    below who may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    USERS_GRANTS). The writes made for an end user (UpdateUser, DeleteUser, SetUserTier, the tier
+    writes and the post writes) act as the user whose access token comes with the call, in the
+    `authorization` metadata as `Bearer <token>`: verified with auth's published keys, never taken
+    from a request field. Without a valid token they are UNAUTHENTICATED; a user who may not make
+    the change gets PERMISSION_DENIED (users change themselves and their posts; superusers change
+    anyone, and alone hard-delete, set tiers and write tiers).
+
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    a user or a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
     with the trailing metadata `retry-after` (seconds), when the calls that hash a password
     (CreateUser, VerifyCredentials) find too many waiting already.
     """
 
     def CreateUser(self, request, context):
         """CreateUser registers a user with the default tier and publishes "user registered".
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +168,7 @@ class UsersServiceServicer:
 
     def GetUser(self, request, context):
         """GetUser returns one live user by id or by username (or a soft-deleted one, when asked).
+        Callers: auth, gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,6 +176,7 @@ class UsersServiceServicer:
 
     def ListUsers(self, request, context):
         """ListUsers returns one page of live users, ordered by id.
+        Callers: gateway, worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +184,7 @@ class UsersServiceServicer:
 
     def UpdateUser(self, request, context):
         """UpdateUser changes the fields that are set and leaves the others as they are.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,6 +193,7 @@ class UsersServiceServicer:
     def DeleteUser(self, request, context):
         """DeleteUser soft-deletes a user, or removes the user and their posts when `hard` is set;
         publishes "user deleted" either way.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +202,7 @@ class UsersServiceServicer:
     def VerifyCredentials(self, request, context):
         """VerifyCredentials checks a password against a live user found by username or e-mail. It costs
         the same work whether or not the user exists; a mismatch is UNAUTHENTICATED.
+        Callers: auth.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,6 +210,7 @@ class UsersServiceServicer:
 
     def SetUserTier(self, request, context):
         """SetUserTier moves a user to another tier and publishes "user's tier changed".
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +218,7 @@ class UsersServiceServicer:
 
     def CreateTier(self, request, context):
         """CreateTier adds a tier with a unique name.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -200,6 +226,7 @@ class UsersServiceServicer:
 
     def GetTier(self, request, context):
         """GetTier returns one tier by id or by name.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -207,6 +234,7 @@ class UsersServiceServicer:
 
     def ListTiers(self, request, context):
         """ListTiers returns one page of tiers, ordered by id.
+        Callers: gateway, worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -214,6 +242,7 @@ class UsersServiceServicer:
 
     def UpdateTier(self, request, context):
         """UpdateTier renames a tier.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -221,6 +250,7 @@ class UsersServiceServicer:
 
     def DeleteTier(self, request, context):
         """DeleteTier removes a tier; FAILED_PRECONDITION while users are on it.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +258,7 @@ class UsersServiceServicer:
 
     def CreatePost(self, request, context):
         """CreatePost adds a post written by `author_id`.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,6 +266,7 @@ class UsersServiceServicer:
 
     def GetPost(self, request, context):
         """GetPost returns one live post, NOT_FOUND when it was not written by `author_username`.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -242,6 +274,7 @@ class UsersServiceServicer:
 
     def ListPosts(self, request, context):
         """ListPosts returns one page of a user's live posts, newest first.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -249,6 +282,7 @@ class UsersServiceServicer:
 
     def UpdatePost(self, request, context):
         """UpdatePost changes the fields that are set; only the author or a superuser may.
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -257,6 +291,7 @@ class UsersServiceServicer:
     def DeletePost(self, request, context):
         """DeletePost soft-deletes a post (author or superuser), or removes it when `hard` is set
         (superuser only).
+        Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -361,10 +396,19 @@ def add_UsersServiceServicer_to_server(servicer, server):
 class UsersService:
     """UsersService owns users (with their password hashes), tiers and posts.
 
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists
+    below who may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    USERS_GRANTS). The writes made for an end user (UpdateUser, DeleteUser, SetUserTier, the tier
+    writes and the post writes) act as the user whose access token comes with the call, in the
+    `authorization` metadata as `Bearer <token>`: verified with auth's published keys, never taken
+    from a request field. Without a valid token they are UNAUTHENTICATED; a user who may not make
+    the change gets PERMISSION_DENIED (users change themselves and their posts; superusers change
+    anyone, and alone hard-delete, set tiers and write tiers).
+
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    a user or a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
     with the trailing metadata `retry-after` (seconds), when the calls that hash a password
     (CreateUser, VerifyCredentials) find too many waiting already.
     """

@@ -29,10 +29,19 @@ GRPC_VERSION: str
 class UsersServiceStub:
     """UsersService owns users (with their password hashes), tiers and posts.
 
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists
+    below who may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    USERS_GRANTS). The writes made for an end user (UpdateUser, DeleteUser, SetUserTier, the tier
+    writes and the post writes) act as the user whose access token comes with the call, in the
+    `authorization` metadata as `Bearer <token>`: verified with auth's published keys, never taken
+    from a request field. Without a valid token they are UNAUTHENTICATED; a user who may not make
+    the change gets PERMISSION_DENIED (users change themselves and their posts; superusers change
+    anyone, and alone hard-delete, set tiers and write tiers).
+
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    a user or a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
     with the trailing metadata `retry-after` (seconds), when the calls that hash a password
     (CreateUser, VerifyCredentials) find too many waiting already.
     """
@@ -42,107 +51,187 @@ class UsersServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UsersServiceAsyncStub: ...
     CreateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]
-    """CreateUser registers a user with the default tier and publishes "user registered"."""
+    """CreateUser registers a user with the default tier and publishes "user registered".
+    Callers: gateway.
+    """
     GetUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]
-    """GetUser returns one live user by id or by username (or a soft-deleted one, when asked)."""
+    """GetUser returns one live user by id or by username (or a soft-deleted one, when asked).
+    Callers: auth, gateway.
+    """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
-    """ListUsers returns one page of live users, ordered by id."""
+    """ListUsers returns one page of live users, ordered by id.
+    Callers: gateway, worker.
+    """
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]
-    """UpdateUser changes the fields that are set and leaves the others as they are."""
+    """UpdateUser changes the fields that are set and leaves the others as they are.
+    Callers: gateway.
+    """
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.DeleteUserRequest, _users_pb2.DeleteUserResponse]
     """DeleteUser soft-deletes a user, or removes the user and their posts when `hard` is set;
     publishes "user deleted" either way.
+    Callers: gateway.
     """
     VerifyCredentials: _grpc.UnaryUnaryMultiCallable[_users_pb2.VerifyCredentialsRequest, _users_pb2.VerifyCredentialsResponse]
     """VerifyCredentials checks a password against a live user found by username or e-mail. It costs
     the same work whether or not the user exists; a mismatch is UNAUTHENTICATED.
+    Callers: auth.
     """
     SetUserTier: _grpc.UnaryUnaryMultiCallable[_users_pb2.SetUserTierRequest, _users_pb2.SetUserTierResponse]
-    """SetUserTier moves a user to another tier and publishes "user's tier changed"."""
+    """SetUserTier moves a user to another tier and publishes "user's tier changed".
+    Callers: gateway.
+    """
     CreateTier: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateTierRequest, _users_pb2.CreateTierResponse]
-    """CreateTier adds a tier with a unique name."""
+    """CreateTier adds a tier with a unique name.
+    Callers: gateway.
+    """
     GetTier: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetTierRequest, _users_pb2.GetTierResponse]
-    """GetTier returns one tier by id or by name."""
+    """GetTier returns one tier by id or by name.
+    Callers: gateway.
+    """
     ListTiers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListTiersRequest, _users_pb2.ListTiersResponse]
-    """ListTiers returns one page of tiers, ordered by id."""
+    """ListTiers returns one page of tiers, ordered by id.
+    Callers: gateway, worker.
+    """
     UpdateTier: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdateTierRequest, _users_pb2.UpdateTierResponse]
-    """UpdateTier renames a tier."""
+    """UpdateTier renames a tier.
+    Callers: gateway.
+    """
     DeleteTier: _grpc.UnaryUnaryMultiCallable[_users_pb2.DeleteTierRequest, _users_pb2.DeleteTierResponse]
-    """DeleteTier removes a tier; FAILED_PRECONDITION while users are on it."""
+    """DeleteTier removes a tier; FAILED_PRECONDITION while users are on it.
+    Callers: gateway.
+    """
     CreatePost: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreatePostRequest, _users_pb2.CreatePostResponse]
-    """CreatePost adds a post written by `author_id`."""
+    """CreatePost adds a post written by `author_id`.
+    Callers: gateway.
+    """
     GetPost: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetPostRequest, _users_pb2.GetPostResponse]
-    """GetPost returns one live post, NOT_FOUND when it was not written by `author_username`."""
+    """GetPost returns one live post, NOT_FOUND when it was not written by `author_username`.
+    Callers: gateway.
+    """
     ListPosts: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListPostsRequest, _users_pb2.ListPostsResponse]
-    """ListPosts returns one page of a user's live posts, newest first."""
+    """ListPosts returns one page of a user's live posts, newest first.
+    Callers: gateway.
+    """
     UpdatePost: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdatePostRequest, _users_pb2.UpdatePostResponse]
-    """UpdatePost changes the fields that are set; only the author or a superuser may."""
+    """UpdatePost changes the fields that are set; only the author or a superuser may.
+    Callers: gateway.
+    """
     DeletePost: _grpc.UnaryUnaryMultiCallable[_users_pb2.DeletePostRequest, _users_pb2.DeletePostResponse]
     """DeletePost soft-deletes a post (author or superuser), or removes it when `hard` is set
     (superuser only).
+    Callers: gateway.
     """
 
 @_typing.type_check_only
 class UsersServiceAsyncStub(UsersServiceStub):
     """UsersService owns users (with their password hashes), tiers and posts.
 
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists
+    below who may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    USERS_GRANTS). The writes made for an end user (UpdateUser, DeleteUser, SetUserTier, the tier
+    writes and the post writes) act as the user whose access token comes with the call, in the
+    `authorization` metadata as `Bearer <token>`: verified with auth's published keys, never taken
+    from a request field. Without a valid token they are UNAUTHENTICATED; a user who may not make
+    the change gets PERMISSION_DENIED (users change themselves and their posts; superusers change
+    anyone, and alone hard-delete, set tiers and write tiers).
+
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    a user or a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
     with the trailing metadata `retry-after` (seconds), when the calls that hash a password
     (CreateUser, VerifyCredentials) find too many waiting already.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateUserRequest, _users_pb2.CreateUserResponse]  # type: ignore[assignment]
-    """CreateUser registers a user with the default tier and publishes "user registered"."""
+    """CreateUser registers a user with the default tier and publishes "user registered".
+    Callers: gateway.
+    """
     GetUser: _aio.UnaryUnaryMultiCallable[_users_pb2.GetUserRequest, _users_pb2.GetUserResponse]  # type: ignore[assignment]
-    """GetUser returns one live user by id or by username (or a soft-deleted one, when asked)."""
+    """GetUser returns one live user by id or by username (or a soft-deleted one, when asked).
+    Callers: auth, gateway.
+    """
     ListUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]  # type: ignore[assignment]
-    """ListUsers returns one page of live users, ordered by id."""
+    """ListUsers returns one page of live users, ordered by id.
+    Callers: gateway, worker.
+    """
     UpdateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]  # type: ignore[assignment]
-    """UpdateUser changes the fields that are set and leaves the others as they are."""
+    """UpdateUser changes the fields that are set and leaves the others as they are.
+    Callers: gateway.
+    """
     DeleteUser: _aio.UnaryUnaryMultiCallable[_users_pb2.DeleteUserRequest, _users_pb2.DeleteUserResponse]  # type: ignore[assignment]
     """DeleteUser soft-deletes a user, or removes the user and their posts when `hard` is set;
     publishes "user deleted" either way.
+    Callers: gateway.
     """
     VerifyCredentials: _aio.UnaryUnaryMultiCallable[_users_pb2.VerifyCredentialsRequest, _users_pb2.VerifyCredentialsResponse]  # type: ignore[assignment]
     """VerifyCredentials checks a password against a live user found by username or e-mail. It costs
     the same work whether or not the user exists; a mismatch is UNAUTHENTICATED.
+    Callers: auth.
     """
     SetUserTier: _aio.UnaryUnaryMultiCallable[_users_pb2.SetUserTierRequest, _users_pb2.SetUserTierResponse]  # type: ignore[assignment]
-    """SetUserTier moves a user to another tier and publishes "user's tier changed"."""
+    """SetUserTier moves a user to another tier and publishes "user's tier changed".
+    Callers: gateway.
+    """
     CreateTier: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateTierRequest, _users_pb2.CreateTierResponse]  # type: ignore[assignment]
-    """CreateTier adds a tier with a unique name."""
+    """CreateTier adds a tier with a unique name.
+    Callers: gateway.
+    """
     GetTier: _aio.UnaryUnaryMultiCallable[_users_pb2.GetTierRequest, _users_pb2.GetTierResponse]  # type: ignore[assignment]
-    """GetTier returns one tier by id or by name."""
+    """GetTier returns one tier by id or by name.
+    Callers: gateway.
+    """
     ListTiers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListTiersRequest, _users_pb2.ListTiersResponse]  # type: ignore[assignment]
-    """ListTiers returns one page of tiers, ordered by id."""
+    """ListTiers returns one page of tiers, ordered by id.
+    Callers: gateway, worker.
+    """
     UpdateTier: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdateTierRequest, _users_pb2.UpdateTierResponse]  # type: ignore[assignment]
-    """UpdateTier renames a tier."""
+    """UpdateTier renames a tier.
+    Callers: gateway.
+    """
     DeleteTier: _aio.UnaryUnaryMultiCallable[_users_pb2.DeleteTierRequest, _users_pb2.DeleteTierResponse]  # type: ignore[assignment]
-    """DeleteTier removes a tier; FAILED_PRECONDITION while users are on it."""
+    """DeleteTier removes a tier; FAILED_PRECONDITION while users are on it.
+    Callers: gateway.
+    """
     CreatePost: _aio.UnaryUnaryMultiCallable[_users_pb2.CreatePostRequest, _users_pb2.CreatePostResponse]  # type: ignore[assignment]
-    """CreatePost adds a post written by `author_id`."""
+    """CreatePost adds a post written by `author_id`.
+    Callers: gateway.
+    """
     GetPost: _aio.UnaryUnaryMultiCallable[_users_pb2.GetPostRequest, _users_pb2.GetPostResponse]  # type: ignore[assignment]
-    """GetPost returns one live post, NOT_FOUND when it was not written by `author_username`."""
+    """GetPost returns one live post, NOT_FOUND when it was not written by `author_username`.
+    Callers: gateway.
+    """
     ListPosts: _aio.UnaryUnaryMultiCallable[_users_pb2.ListPostsRequest, _users_pb2.ListPostsResponse]  # type: ignore[assignment]
-    """ListPosts returns one page of a user's live posts, newest first."""
+    """ListPosts returns one page of a user's live posts, newest first.
+    Callers: gateway.
+    """
     UpdatePost: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdatePostRequest, _users_pb2.UpdatePostResponse]  # type: ignore[assignment]
-    """UpdatePost changes the fields that are set; only the author or a superuser may."""
+    """UpdatePost changes the fields that are set; only the author or a superuser may.
+    Callers: gateway.
+    """
     DeletePost: _aio.UnaryUnaryMultiCallable[_users_pb2.DeletePostRequest, _users_pb2.DeletePostResponse]  # type: ignore[assignment]
     """DeletePost soft-deletes a post (author or superuser), or removes it when `hard` is set
     (superuser only).
+    Callers: gateway.
     """
 
 class UsersServiceServicer:
     """UsersService owns users (with their password hashes), tiers and posts.
 
+    Callers are workloads of the mesh, known by their certificate (mutual TLS); each RPC lists
+    below who may call it, and anyone else gets PERMISSION_DENIED (a deployment may grant more:
+    USERS_GRANTS). The writes made for an end user (UpdateUser, DeleteUser, SetUserTier, the tier
+    writes and the post writes) act as the user whose access token comes with the call, in the
+    `authorization` metadata as `Bearer <token>`: verified with auth's published keys, never taken
+    from a request field. Without a valid token they are UNAUTHENTICATED; a user who may not make
+    the change gets PERMISSION_DENIED (users change themselves and their posts; superusers change
+    anyone, and alone hard-delete, set tiers and write tiers).
+
     Errors: NOT_FOUND for a missing (or soft-deleted) user, tier or post; ALREADY_EXISTS for a taken
     username, e-mail or tier name; INVALID_ARGUMENT for a field that breaks the rules of the REST
     contract (the trailing metadata `field` names it); PERMISSION_DENIED when an actor may not change
-    a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
+    a user or a post; FAILED_PRECONDITION for a rule of the data (a tier still in use); RESOURCE_EXHAUSTED,
     with the trailing metadata `retry-after` (seconds), when the calls that hash a password
     (CreateUser, VerifyCredentials) find too many waiting already.
     """
@@ -152,28 +241,36 @@ class UsersServiceServicer:
         request: _users_pb2.CreateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.CreateUserResponse, _abc.Awaitable[_users_pb2.CreateUserResponse]]:
-        """CreateUser registers a user with the default tier and publishes "user registered"."""
+        """CreateUser registers a user with the default tier and publishes "user registered".
+        Callers: gateway.
+        """
 
     def GetUser(
         self,
         request: _users_pb2.GetUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.GetUserResponse, _abc.Awaitable[_users_pb2.GetUserResponse]]:
-        """GetUser returns one live user by id or by username (or a soft-deleted one, when asked)."""
+        """GetUser returns one live user by id or by username (or a soft-deleted one, when asked).
+        Callers: auth, gateway.
+        """
 
     def ListUsers(
         self,
         request: _users_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.ListUsersResponse, _abc.Awaitable[_users_pb2.ListUsersResponse]]:
-        """ListUsers returns one page of live users, ordered by id."""
+        """ListUsers returns one page of live users, ordered by id.
+        Callers: gateway, worker.
+        """
 
     def UpdateUser(
         self,
         request: _users_pb2.UpdateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.UpdateUserResponse, _abc.Awaitable[_users_pb2.UpdateUserResponse]]:
-        """UpdateUser changes the fields that are set and leaves the others as they are."""
+        """UpdateUser changes the fields that are set and leaves the others as they are.
+        Callers: gateway.
+        """
 
     def DeleteUser(
         self,
@@ -182,6 +279,7 @@ class UsersServiceServicer:
     ) -> _typing.Union[_users_pb2.DeleteUserResponse, _abc.Awaitable[_users_pb2.DeleteUserResponse]]:
         """DeleteUser soft-deletes a user, or removes the user and their posts when `hard` is set;
         publishes "user deleted" either way.
+        Callers: gateway.
         """
 
     def VerifyCredentials(
@@ -191,6 +289,7 @@ class UsersServiceServicer:
     ) -> _typing.Union[_users_pb2.VerifyCredentialsResponse, _abc.Awaitable[_users_pb2.VerifyCredentialsResponse]]:
         """VerifyCredentials checks a password against a live user found by username or e-mail. It costs
         the same work whether or not the user exists; a mismatch is UNAUTHENTICATED.
+        Callers: auth.
         """
 
     def SetUserTier(
@@ -198,70 +297,90 @@ class UsersServiceServicer:
         request: _users_pb2.SetUserTierRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.SetUserTierResponse, _abc.Awaitable[_users_pb2.SetUserTierResponse]]:
-        """SetUserTier moves a user to another tier and publishes "user's tier changed"."""
+        """SetUserTier moves a user to another tier and publishes "user's tier changed".
+        Callers: gateway.
+        """
 
     def CreateTier(
         self,
         request: _users_pb2.CreateTierRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.CreateTierResponse, _abc.Awaitable[_users_pb2.CreateTierResponse]]:
-        """CreateTier adds a tier with a unique name."""
+        """CreateTier adds a tier with a unique name.
+        Callers: gateway.
+        """
 
     def GetTier(
         self,
         request: _users_pb2.GetTierRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.GetTierResponse, _abc.Awaitable[_users_pb2.GetTierResponse]]:
-        """GetTier returns one tier by id or by name."""
+        """GetTier returns one tier by id or by name.
+        Callers: gateway.
+        """
 
     def ListTiers(
         self,
         request: _users_pb2.ListTiersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.ListTiersResponse, _abc.Awaitable[_users_pb2.ListTiersResponse]]:
-        """ListTiers returns one page of tiers, ordered by id."""
+        """ListTiers returns one page of tiers, ordered by id.
+        Callers: gateway, worker.
+        """
 
     def UpdateTier(
         self,
         request: _users_pb2.UpdateTierRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.UpdateTierResponse, _abc.Awaitable[_users_pb2.UpdateTierResponse]]:
-        """UpdateTier renames a tier."""
+        """UpdateTier renames a tier.
+        Callers: gateway.
+        """
 
     def DeleteTier(
         self,
         request: _users_pb2.DeleteTierRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.DeleteTierResponse, _abc.Awaitable[_users_pb2.DeleteTierResponse]]:
-        """DeleteTier removes a tier; FAILED_PRECONDITION while users are on it."""
+        """DeleteTier removes a tier; FAILED_PRECONDITION while users are on it.
+        Callers: gateway.
+        """
 
     def CreatePost(
         self,
         request: _users_pb2.CreatePostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.CreatePostResponse, _abc.Awaitable[_users_pb2.CreatePostResponse]]:
-        """CreatePost adds a post written by `author_id`."""
+        """CreatePost adds a post written by `author_id`.
+        Callers: gateway.
+        """
 
     def GetPost(
         self,
         request: _users_pb2.GetPostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.GetPostResponse, _abc.Awaitable[_users_pb2.GetPostResponse]]:
-        """GetPost returns one live post, NOT_FOUND when it was not written by `author_username`."""
+        """GetPost returns one live post, NOT_FOUND when it was not written by `author_username`.
+        Callers: gateway.
+        """
 
     def ListPosts(
         self,
         request: _users_pb2.ListPostsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.ListPostsResponse, _abc.Awaitable[_users_pb2.ListPostsResponse]]:
-        """ListPosts returns one page of a user's live posts, newest first."""
+        """ListPosts returns one page of a user's live posts, newest first.
+        Callers: gateway.
+        """
 
     def UpdatePost(
         self,
         request: _users_pb2.UpdatePostRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.UpdatePostResponse, _abc.Awaitable[_users_pb2.UpdatePostResponse]]:
-        """UpdatePost changes the fields that are set; only the author or a superuser may."""
+        """UpdatePost changes the fields that are set; only the author or a superuser may.
+        Callers: gateway.
+        """
 
     def DeletePost(
         self,
@@ -270,6 +389,7 @@ class UsersServiceServicer:
     ) -> _typing.Union[_users_pb2.DeletePostResponse, _abc.Awaitable[_users_pb2.DeletePostResponse]]:
         """DeletePost soft-deletes a post (author or superuser), or removes it when `hard` is set
         (superuser only).
+        Callers: gateway.
         """
 
 def add_UsersServiceServicer_to_server(servicer: UsersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
