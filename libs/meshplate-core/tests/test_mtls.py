@@ -25,6 +25,7 @@ from meshplate_core.metrics import RpcMetrics
 from meshplate_core.mtls import Tls, TlsFilesError, caller
 from meshplate_core.pki import CERT_FILE, Authority, ensure, spiffe_id, workload_name
 from meshplate_core.probe import grpc_serving
+from meshplate_core.renewal import RenewingChannel
 from meshplate_core.settings import ServiceSettings
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
@@ -245,3 +246,60 @@ def test_settings_want_tls_or_an_explicit_plaintext_and_production_refuses_plain
     monkeypatch.setenv("SECRETS_DIR", str(folder))
 
     assert ServiceSettings(_env_file=None).tls() == Tls(folder)
+
+
+class ClientSerial(users_pb2_grpc.UsersServiceServicer):
+    """GetUser answers with the serial number of the caller's certificate as the username."""
+
+    async def GetUser(  # noqa: N802
+        self, request: users_pb2.GetUserRequest, context: Context
+    ) -> users_pb2.GetUserResponse:
+        [pem] = context.auth_context()["x509_pem_cert"]
+        serial = x509.load_pem_x509_certificate(pem).serial_number
+        return users_pb2.GetUserResponse(user=users_pb2.User(username=str(serial)))
+
+
+async def test_a_client_calls_with_its_renewed_certificate_and_retires_the_old_channel(
+    tmp_path: Path,
+) -> None:
+    authority = Authority.create()
+    server_tls = Tls(authority.issue("users").save(tmp_path / "users"))
+    client_folder = authority.issue("gateway").save(tmp_path / "gateway")
+    running = await start(
+        lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(ClientSerial(), server),
+        service_name=USERS.full_name,
+        tls=server_tls,
+    )
+    options = [("grpc.ssl_target_name_override", "users")]
+    target = f"127.0.0.1:{running.port}"
+    client = Tls(client_folder)
+    opened: list[grpc.aio.Channel] = []
+
+    def open_one() -> grpc.aio.Channel:
+        opened.append(grpc.aio.secure_channel(target, client.channel_credentials(), options))
+        return opened[-1]
+
+    channel = RenewingChannel(open_one, client, check_s=0.05, grace_s=0.2)
+    stub = users_pb2_grpc.UsersServiceStub(channel)
+    request = users_pb2.GetUserRequest(username="x")
+
+    def serial() -> str:
+        return str(
+            x509.load_pem_x509_certificate((client_folder / CERT_FILE).read_bytes()).serial_number
+        )
+
+    try:
+        before, first = (await stub.GetUser(request, timeout=2)).user.username, serial()
+        authority.issue("gateway").save(client_folder)
+        await asyncio.sleep(0.1)
+        after, renewed = (await stub.GetUser(request, timeout=2)).user.username, serial()
+        await asyncio.sleep(0.5)
+        old_state = opened[0].get_state()
+    finally:
+        await channel.close()
+        await running.server.stop(grace=None)
+
+    assert before == first
+    assert after == renewed != first
+    assert len(opened) == 2
+    assert old_state is grpc.ChannelConnectivity.SHUTDOWN

@@ -18,6 +18,7 @@ from google.protobuf.descriptor_pb2 import MethodOptions
 from meshplate_core.interceptors import REQUEST_ID_KEY
 from meshplate_core.logging import request_id
 from meshplate_core.mtls import Tls
+from meshplate_core.renewal import RenewingChannel
 from meshplate_core.tokens import Claims
 from meshplate_core.tracing import inject
 
@@ -96,8 +97,8 @@ def open_channel(
 ) -> grpc.aio.Channel:
     """A channel to workload `server` at `target` (`host:port`, or `dns:///name:port` for every
     replica), pinging it every `keepalive_s` seconds: mutual TLS with this process's
-    certificate, the server checked by its name (not by `target`'s host), or plaintext when
-    `tls` is None."""
+    certificate (a renewed one picked up: meshplate_core.renewal), the server checked by its name
+    (not by `target`'s host), or plaintext when `tls` is None."""
     options: list[tuple[str, Any]] = [
         ("grpc.service_config", json.dumps(service_config(services, timeout_s=timeout_s))),
         ("grpc.enable_retries", 1),
@@ -116,7 +117,9 @@ def open_channel(
     if tls is None:
         return grpc.aio.insecure_channel(target, options=options)
     options.append(("grpc.ssl_target_name_override", server))
-    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
+    return RenewingChannel(
+        lambda: grpc.aio.secure_channel(target, tls.channel_credentials(), options=options), tls
+    )
 
 
 def call_metadata(user: Claims | None = None) -> tuple[tuple[str, str], ...]:
