@@ -101,7 +101,7 @@ def test_compose_starts_nothing_before_what_it_needs_is_healthy() -> None:
         for dependency, condition in services[name]["depends_on"].items():
             expected = (
                 "service_completed_successfully"
-                if dependency.endswith("-migrate")
+                if dependency.endswith("-migrate") or dependency == "certs"
                 else "service_started"
                 if dependency == "mail"
                 else "service_healthy"
@@ -109,6 +109,19 @@ def test_compose_starts_nothing_before_what_it_needs_is_healthy() -> None:
             assert condition == {"condition": expected}, (name, dependency)
     assert services["gateway"]["depends_on"].keys() >= {"auth", "users", "ratelimit", "redis"}
     assert services["envoy"]["depends_on"].keys() >= {"gateway", "ratelimit"}
+
+
+def test_compose_gives_each_workload_its_own_certificate() -> None:
+    services = compose()["services"]
+    for name in SERVICES:
+        service = services[name]
+        assert service["environment"]["TLS_DIR"] == f"/app/var/tls/{name}", name
+        assert "certs:/app/var/tls:ro" in service["volumes"], name
+        assert "certs" in service["depends_on"], name
+        assert "GRPC_PLAINTEXT" not in service["environment"], name
+    assert "envoy-tls:/etc/meshplate/tls:ro" in services["envoy"]["volumes"]
+    made = services["certs"]["entrypoint"][-1]
+    assert "meshplate_core.pki /app/var/tls gateway auth users ratelimit worker envoy" in made
 
 
 def test_compose_lets_the_world_in_through_envoy_only() -> None:

@@ -4,6 +4,7 @@ hardening rules the platform team expects."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,9 @@ OVERLAYS = ("dev", "prod")
 SERVICES = ("auth", "users", "ratelimit", "gateway", "worker")
 GRPC = {"auth": 50051, "users": 50052, "ratelimit": 50053}
 KUBERNETES_VERSION = "1.33.0"
+CERT_MANAGER_GROUP = "cert-manager.io/"
+CERT_MANAGER_MODELS = "@kubernetes-models/cert-manager@6.0.0"
+NPM_PREFIX = ROOT / ".tools" / "npm"
 
 
 def _kubectl() -> str:
@@ -67,7 +71,101 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_object_is_valid_against_the_kubernetes_schemas(overlay: str) -> None:
     for obj in rendered(overlay):
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        if not obj["apiVersion"].startswith(CERT_MANAGER_GROUP):
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@cache
+def _cert_manager_models() -> Path:
+    """cert-manager's resource models with their CRD schemas (the npm package), installed under
+    .tools/npm on first use."""
+    if not (NPM_PREFIX / "node_modules" / "@kubernetes-models" / "cert-manager").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip(
+                "npm not found: install Node.js (Debian: nodejs npm) to validate cert-manager objects"
+            )
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(NPM_PREFIX),
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                "--no-package-lock",
+                CERT_MANAGER_MODELS,
+            ],
+            check=True,
+            timeout=300,
+        )
+    script = NPM_PREFIX / "validate.mjs"
+    script.write_text(_VALIDATE)
+    return script
+
+
+# Each object on stdin (a JSON list) validated by its cert-manager model; one line per error.
+_VALIDATE = """
+import * as models from "@kubernetes-models/cert-manager/cert-manager.io/v1";
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+let failed = 0;
+for (const obj of JSON.parse(input)) {
+  const Model = models[obj.kind];
+  try {
+    if (!Model) throw new Error("no such kind");
+    new Model(obj).validate();
+  } catch (error) {
+    failed += 1;
+    console.log(`${obj.kind}/${obj.metadata.name}: ${error.message}`);
+  }
+}
+process.exit(failed ? 1 : 0);
+"""
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_cert_manager_objects_are_valid_against_their_crd_schemas(overlay: str) -> None:
+    script = _cert_manager_models()
+    ours = [o for o in rendered(overlay) if o["apiVersion"].startswith(CERT_MANAGER_GROUP)]
+    node = shutil.which("node")
+    assert node, "node not found (it comes with npm)"
+
+    result = subprocess.run(
+        [node, str(script)],
+        input=json.dumps(ours),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {o["kind"] for o in ours} == {"Issuer", "Certificate"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_workload_has_a_certificate_with_its_identity_and_mounts_it(overlay: str) -> None:
+    certificates = objects(overlay, "Certificate")
+    settings = config(overlay)
+    deployments = objects(overlay, "Deployment")
+    for name in (*SERVICES, "envoy"):
+        spec = certificates[name]["spec"]
+        assert spec["uris"] == [f"spiffe://meshplate/{name}"], name
+        assert name in spec["dnsNames"], name
+        assert {"server auth", "client auth"} <= set(spec["usages"]), name
+        assert spec["issuerRef"]["name"] == "meshplate-ca", name
+        pod = deployments[name]["spec"]["template"]["spec"]
+        [volume] = [
+            v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == spec["secretName"]
+        ]
+        [container] = pod["containers"]
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        expected = "/etc/meshplate/tls" if name == "envoy" else settings["TLS_DIR"]
+        assert (mount["mountPath"], mount["readOnly"]) == (expected, True), name
+    assert certificates["meshplate-ca"]["spec"]["isCA"] is True
+    assert "GRPC_PLAINTEXT" not in settings
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -124,16 +222,22 @@ def test_every_container_is_hardened(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_probes_are_native_and_the_pods_grace_outlasts_the_services(overlay: str) -> None:
+def test_probes_speak_mutual_tls_and_the_pods_grace_outlasts_the_services(overlay: str) -> None:
     deployments = objects(overlay, "Deployment")
+    probe = ["python", "-m", "meshplate_core.probe", "grpc"]
     for name, port in GRPC.items():
         spec = deployments[name]["spec"]["template"]["spec"]
         [container] = spec["containers"]
-        assert container["readinessProbe"]["grpc"]["port"] == port
-        assert container["livenessProbe"]["grpc"] == {
-            "port": port,
-            "service": "meshplate.liveness",
-        }
+        ready = container["readinessProbe"]["exec"]["command"]
+        assert ready[:5] == [*probe, f"127.0.0.1:{port}"]
+        for kind in ("livenessProbe", "startupProbe"):
+            assert container[kind]["exec"]["command"] == [
+                *probe,
+                f"127.0.0.1:{port}",
+                "meshplate.liveness",
+            ]
+            # Above the probe's own two seconds, and Python's start.
+            assert container[kind]["timeoutSeconds"] >= 3
         env = env_of(container)
         grace = float(env[f"{name.upper()}_SHUTDOWN_GRACE_S"])
         drain = float(env[f"{name.upper()}_SHUTDOWN_DRAIN_S"])
@@ -207,7 +311,7 @@ def test_network_policies_let_only_the_callers_through(overlay: str) -> None:
                 _allowed_from(policy)
             )
     assert guarding["gateway"] == {"envoy"}
-    assert guarding["auth"] == {"gateway", "worker"}
+    assert guarding["auth"] == {"gateway", "worker", "users"}
     assert guarding["users"] == {"gateway", "worker", "auth"}
     assert guarding["ratelimit"] == {"gateway"}
     assert guarding.get("worker", set()) == set()
