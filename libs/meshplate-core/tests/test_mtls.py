@@ -22,8 +22,8 @@ from meshplate_core.callers import Callers, granted
 from meshplate_core.channels import open_channel
 from meshplate_core.grpc_server import Running, start
 from meshplate_core.metrics import RpcMetrics
-from meshplate_core.mtls import Tls, TlsFilesError, caller
-from meshplate_core.pki import CERT_FILE, Authority, ensure, spiffe_id, workload_name
+from meshplate_core.mtls import CERT_FILE, Tls, TlsFilesError, caller, spiffe_id, workload_name
+from meshplate_core.pki import Authority, ensure
 from meshplate_core.probe import grpc_serving
 from meshplate_core.renewal import RenewingChannel
 from meshplate_core.settings import ServiceSettings

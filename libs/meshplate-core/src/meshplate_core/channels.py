@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -19,8 +19,11 @@ from meshplate_core.interceptors import REQUEST_ID_KEY
 from meshplate_core.logging import request_id
 from meshplate_core.mtls import Tls
 from meshplate_core.renewal import RenewingChannel
-from meshplate_core.tokens import Claims
 from meshplate_core.tracing import inject
+
+if TYPE_CHECKING:
+    # Only its type: the processes without the jwt extra (ratelimit, the worker) open channels too.
+    from meshplate_core.tokens import Claims
 
 _RETRYABLE_LEVELS = (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
 # How far above a channel's `timeout_s` its default deadline lies (see `service_config`).

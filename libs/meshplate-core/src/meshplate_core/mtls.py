@@ -18,11 +18,25 @@ from typing import Any
 
 import grpc
 
-from meshplate_core.pki import CA_FILE, CERT_FILE, KEY_FILE, workload_name
-
 log = logging.getLogger(__name__)
 
+TRUST_DOMAIN = "meshplate"
+# A Kubernetes TLS secret's keys, as cert-manager writes them.
+CA_FILE, CERT_FILE, KEY_FILE = "ca.crt", "tls.crt", "tls.key"
 _SPIFFE_KEY = "peer_spiffe_id"
+
+
+def spiffe_id(name: str) -> str:
+    """The SPIFFE ID of a workload."""
+    return f"spiffe://{TRUST_DOMAIN}/{name}"
+
+
+def workload_name(identity: str) -> str | None:
+    """The workload a SPIFFE ID of our trust domain names (None for any other ID)."""
+    prefix = f"spiffe://{TRUST_DOMAIN}/"
+    if identity.startswith(prefix) and "/" not in identity[len(prefix) :]:
+        return identity[len(prefix) :] or None
+    return None
 
 
 class TlsFilesError(ValueError):

@@ -22,26 +22,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-TRUST_DOMAIN = "meshplate"
-CA_FILE, CERT_FILE, KEY_FILE = "ca.crt", "tls.crt", "tls.key"
+from meshplate_core.mtls import CA_FILE, CERT_FILE, KEY_FILE, TRUST_DOMAIN, spiffe_id
+
 # A local CA lives a decade; a workload's certificate ninety days, renewed by `ensure` once it is
 # past two thirds of its life (cert-manager's default in a cluster).
 CA_DAYS = 3650
 LEAF_DAYS = 90
 _SKEW = datetime.timedelta(minutes=5)
-
-
-def spiffe_id(name: str) -> str:
-    """The SPIFFE ID of a workload."""
-    return f"spiffe://{TRUST_DOMAIN}/{name}"
-
-
-def workload_name(identity: str) -> str | None:
-    """The workload a SPIFFE ID of our trust domain names (None for any other ID)."""
-    prefix = f"spiffe://{TRUST_DOMAIN}/"
-    if identity.startswith(prefix) and "/" not in identity[len(prefix) :]:
-        return identity[len(prefix) :] or None
-    return None
 
 
 def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:

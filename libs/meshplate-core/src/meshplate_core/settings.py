@@ -21,8 +21,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from meshplate_core.mtls import Tls, TlsFilesError
-from meshplate_core.pki import CERT_FILE
+from meshplate_core.mtls import CERT_FILE, Tls, TlsFilesError
 
 Environment = Literal["local", "staging", "production"]
 
