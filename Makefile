@@ -8,7 +8,7 @@ SVC ?=
 TEST_PATHS := $(if $(SVC),services/$(SVC),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench soak lint fmt protos protos-check breaking cov pins
+.PHONY: help install run test bench soak lint fmt protos protos-check breaking dist release-api cov pins
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,6 +38,7 @@ lint: install ## ruff, mypy --strict, buf lint/format, stale generated code
 	$(RUN) mypy
 	cd protos && $(BUF) lint && $(BUF) format -d --exit-code
 	$(RUN) bash scripts/protos_check.sh
+	$(RUN) bash scripts/api_breaking.sh
 
 fmt: install ## format and autofix
 	$(RUN) ruff format .
@@ -52,6 +53,13 @@ protos-check: install ## fail when libs/meshplate-api is stale
 
 breaking: install ## compare the protos with main's (buf breaking, FILE rules)
 	cd protos && $(BUF) breaking --against '../.git#branch=main,subdir=protos'
+
+dist: install ## build meshplate-api's wheel and sdist (protos, typed stubs, client) into dist/
+	$(UV) build --package meshplate-api --out-dir dist --quiet
+	@ls dist
+
+release-api: install ## record the contracts of meshplate-api's version (what buf breaking compares with)
+	$(RUN) bash scripts/release_api.sh
 
 cov: install ## tests with coverage (fails under 90 %)
 	$(RUN) coverage run -m pytest $(TEST_PATHS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import users.server
 from auth.settings import Settings as AuthSettings
 from gateway.app import create_app
 from gateway.settings import Settings as GatewaySettings
-from meshplate_core.callers import Callers
+from meshplate_core.callers import Callers, granted
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import Register, Running, start
 from meshplate_core.mtls import Tls
@@ -84,14 +84,14 @@ class Stack:
     gateway_url: str = ""
     running: dict[str, Running] = field(default_factory=dict)
 
-    async def start(self, name: str) -> None:
-        """Start (or restart, on its port) one service."""
+    async def start(self, name: str, grants: Mapping[str, list[str]] | None = None) -> None:
+        """Start (or restart, on its port) one service, its table of callers with `grants`."""
         self.running[name] = await start(
             self.registers[name],
             service_name=SERVICE_NAMES[name],
             port=self.ports[name],
             tls=self.workload_tls(name),
-            callers=CALLERS[name](),
+            callers=granted(CALLERS[name](), grants or {}),
         )
 
     async def stop(self, name: str) -> None:
