@@ -202,6 +202,36 @@ async def test_the_edge_limits_each_address_on_its_own(stack: Stack) -> None:
     assert others == [200] * 5
 
 
+@pytest.mark.parametrize(("workload", "limited"), [("envoy", True), ("gateway", False)])
+async def test_envoy_asks_ratelimit_for_one_count_over_mutual_tls_as_the_envoy_workload(
+    stack: Stack, workload: str, limited: bool
+) -> None:
+    # The ratelimit filter of docs/edge.md, asking a ratelimit whose edge limit is 3 a minute.
+    # Shown the gateway's certificate instead of Envoy's, ratelimit refuses to answer, and the
+    # filter lets requests through (the local buckets still apply).
+    gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
+    async with stack.another_ratelimit(edge_limit=3, edge_period_s=60) as limits:
+        proxy = Edge(
+            local_config(
+                ENVOY_CONFIG,
+                listen=("127.0.0.1", free_port()),
+                admin=("127.0.0.1", free_port()),
+                gateways=[("127.0.0.1", gateway_port)],
+                tls=stack.workload_tls(workload).folder,
+                ratelimit=[("127.0.0.1", limits)],
+                shared_limit=True,
+            )
+        )
+        proxy.start()
+        try:
+            async with stack.client(proxy.url) as client:
+                answers = [(await client.get("/health")).status_code for _ in range(5)]
+        finally:
+            proxy.stop()
+
+    assert answers == ([200] * 3 + [429] * 2 if limited else [200] * 5)
+
+
 async def _stat(proxy: Edge, name: str) -> int:
     async with httpx.AsyncClient(base_url=proxy.admin_url) as admin:
         answer = await admin.get("/stats", params={"filter": f"^{name}$"})

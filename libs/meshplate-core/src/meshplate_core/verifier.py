@@ -3,8 +3,8 @@
 The signature is checked against auth's public keys (fetched at start, again every `ttl_s` so a
 key auth stopped publishing stops being trusted, and when a token names an unknown `kid`, at most
 every `refetch_s`, so made-up key ids cannot flood auth), the claims by the shared rules of
-`meshplate_core.tokens`. The gateway adds the revocation check on top (gateway.identity); the
-users service verifies the end user's token the gateway forwards with each write.
+`meshplate_core.tokens`. meshplate_core.authenticator adds the revocation check on top, for the
+gateway and for the users service (the end user's token forwarded with each write).
 
 A verified token is remembered until it expires (at most `cache_size` of them, keyed by the
 token itself), so a client's repeated requests cost one signature check, not one each, and the

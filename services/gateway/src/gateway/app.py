@@ -26,12 +26,10 @@ from gateway.caching import CacheHeadersMiddleware
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
 from gateway.documented import declare_common
 from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, handle_unexpected
-from gateway.identity import Authenticator
 from gateway.limiting import RateLimitMiddleware
 from gateway.metrics import MetricsMiddleware, metrics_route
 from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.reads import ReadModel
-from gateway.revocations import RevocationList
 from gateway.routes import auth, health, posts, rate_limits, tasks, tiers, users
 from gateway.routes.docs import docs_router
 from gateway.routing import index_routes
@@ -40,10 +38,12 @@ from meshplate.auth.v1 import auth_pb2
 from meshplate.ratelimit.v1 import ratelimit_pb2
 from meshplate.users.v1 import users_pb2
 from meshplate_core import heap
+from meshplate_core.authenticator import Authenticator
 from meshplate_core.channels import open_channel
 from meshplate_core.errors import DomainError
 from meshplate_core.metrics import HttpMetrics
 from meshplate_core.process import load_settings
+from meshplate_core.revocations import RevocationList
 
 log = logging.getLogger(__name__)
 

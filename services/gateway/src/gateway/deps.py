@@ -9,9 +9,9 @@ from fastapi.security import OAuth2PasswordBearer
 from redis.asyncio import Redis
 
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
-from gateway.identity import Authenticator
 from gateway.schemas import USERNAME_PATTERN
 from gateway.settings import Settings
+from meshplate_core.authenticator import Authenticator
 from meshplate_core.errors import NotFoundError, PermissionDeniedError
 from meshplate_core.tokens import Claims, InvalidTokenError
 

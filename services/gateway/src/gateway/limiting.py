@@ -21,8 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.clients import RateLimitClient
 from gateway.clients.ratelimit import Verdict
-from gateway.identity import Authenticator
 from gateway.middleware import answer
+from meshplate_core.authenticator import Authenticator
 from meshplate_core.errors import DomainError
 from meshplate_core.interceptors import DOMAIN_ERROR_KEY
 

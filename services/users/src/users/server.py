@@ -14,13 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.authenticator import Authenticator
 from meshplate_core.channels import call_metadata, open_channel
 from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
+from meshplate_core.revocations import RevocationList
 from meshplate_core.runner import migrate_database, serve_database_service
-from meshplate_core.verifier import FetchKeys, TokenVerifier
+from meshplate_core.verifier import FetchKeys
 from users.accounts import Accounts
 from users.cache import ReadCache
 from users.callers import callers
@@ -119,6 +121,24 @@ async def auth_keys(settings: Settings) -> AsyncIterator[FetchKeys]:
 
 
 @contextlib.asynccontextmanager
+async def followed_revocations(settings: Settings) -> AsyncIterator[RevocationList]:
+    """auth's revocations, replayed and followed (as the gateways do) while the block runs."""
+    # Blocking reads need a connection of their own, without a short socket timeout.
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    revocations = RevocationList()
+    following = asyncio.create_task(revocations.follow(redis))
+    try:
+        yield revocations
+    finally:
+        revocations.stop()
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(_FINAL_PUBLISH_S):
+                await following
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
 async def build(
     engine: AsyncEngine,
     *,
@@ -133,8 +153,9 @@ async def build(
             open_accounts(engine, settings=settings, registry=registry)
         )
         fetch = keys if keys is not None else await exits.enter_async_context(auth_keys(settings))
-        tokens = TokenVerifier(
-            fetch, issuer=settings.token_issuer, audience=settings.token_audience
+        revocations = await exits.enter_async_context(followed_revocations(settings))
+        tokens = Authenticator(
+            fetch, revocations, issuer=settings.token_issuer, audience=settings.token_audience
         )
         yield partial(
             users_pb2_grpc.add_UsersServiceServicer_to_server,

@@ -1,8 +1,9 @@
 """UsersService: translates the gRPC contract to the use cases and back, nothing else.
 
 The writes made for an end user act as the user of the access token the caller forwards in the
-`authorization` metadata, verified with auth's published keys (meshplate_core.verifier), never
-as a user a request field names."""
+`authorization` metadata, verified with auth's published keys and checked against auth's
+revocations (meshplate_core.authenticator, as the gateway checks it), never as a user a request
+field names."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
+from meshplate_core.authenticator import Authenticator
 from meshplate_core.channels import AUTHORIZATION
 from meshplate_core.errors import InvalidArgumentError, UnauthenticatedError
-from meshplate_core.verifier import TokenVerifier
 from users.accounts import Accounts
 from users.domain import (
     Actor,
@@ -32,6 +33,9 @@ from users.domain import (
 from users.posts import Posts
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# How long a write waits for the revocation list at start (replayed in milliseconds) before it is
+# refused as UNAVAILABLE.
+_SYNC_WAIT_S = 2.0
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -101,14 +105,14 @@ def tier_to_proto(tier: Tier) -> users_pb2.Tier:
 class UsersService(users_pb2_grpc.UsersServiceServicer):
     """The users service."""
 
-    def __init__(self, accounts: Accounts, posts: Posts, tokens: TokenVerifier) -> None:
+    def __init__(self, accounts: Accounts, posts: Posts, tokens: Authenticator) -> None:
         self._accounts = accounts
         self._posts = posts
         self._tokens = tokens
 
     async def _actor(self, context: Context) -> Actor:
         """The end user the call is made for: the one its forwarded access token names."""
-        claims = await self._tokens.verify(_bearer(context))
+        claims = await self._tokens.authenticate(_bearer(context), wait_s=_SYNC_WAIT_S)
         return Actor(user_id=claims.user_id, is_superuser=claims.is_superuser)
 
     async def CreateUser(

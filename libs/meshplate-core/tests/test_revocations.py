@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.revocations import RevocationList
 from meshplate_core.events import TokensRevoked
+from meshplate_core.revocations import RevocationList
 from meshplate_core.streams import encode
 from meshplate_core.tokens import Claims
 from meshplate_testing.servers import running_redis

@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-from gateway.identity import Authenticator
-from gateway.revocations import RevocationList
+from meshplate_core.authenticator import Authenticator
 from meshplate_core.errors import UnavailableError
 from meshplate_core.events import TokensRevoked
+from meshplate_core.revocations import RevocationList
 from meshplate_core.tokens import LEEWAY_S, InvalidTokenError
 
 

@@ -1,10 +1,12 @@
-"""The gateway's view of revoked tokens, kept current from auth's `auth.revocations` stream.
+"""A process's view of revoked tokens, kept current from auth's `auth.revocations` stream (the
+gateways follow it, and the users service, for the tokens forwarded to it).
 
 At start the stream is replayed from its beginning (auth trims it to one access-token lifetime, so
 it holds every revocation that can still matter), then followed with blocking reads: a logout on
-any gateway is known to every other within milliseconds. Until the first replay is done, or while
-the stream cannot be read, `synced` is false and authenticated requests are refused (503): a
-gateway that cannot know about revocations does not guess.
+any gateway is known to every follower within milliseconds. Until the first replay is done, or
+while the stream cannot be read, `synced` is false and tokens are refused as unverifiable (503 at
+the gateway, UNAVAILABLE at a service): a process that cannot know about revocations does not
+guess.
 """
 
 from __future__ import annotations
