@@ -218,6 +218,26 @@ async def test_repeated_login_attempts_are_throttled(stack: Stack) -> None:
     assert other_user.status_code == 401
 
 
+async def test_only_failed_logins_count_toward_the_throttle(stack: Stack) -> None:
+    # API.md: "429 after repeated failures". Every attempt is counted before the password is
+    # checked (parallel guesses cannot outrun the count); a successful one gives its place back.
+    async with stack.client() as client:
+        await sign_up(client, "ann")
+
+        async def log_in_once(password: str) -> int:
+            form = {"username": "ann", "password": password}
+            return (await client.post("/api/v1/login", data=form)).status_code
+
+        successes = [await log_in_once(PASSWORD) for _ in range(25)]
+        mixed = [await log_in_once(p) for p in ["wrong password"] * 9 + [PASSWORD] * 3]
+        last_failure = await log_in_once("wrong password")
+        refused = await log_in_once(PASSWORD)
+
+    assert successes == [200] * 25
+    assert mixed == [401] * 9 + [200] * 3
+    assert (last_failure, refused) == (401, 429)
+
+
 async def test_rule_routes(stack: Stack) -> None:
     async with stack.client() as client:
         admin = await _admin(client)

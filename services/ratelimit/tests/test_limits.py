@@ -420,3 +420,40 @@ async def test_rules_are_listed_read_and_missing_ones_are_not_found(
     assert ([r.id for r in page.rules], page.total_count) == ([c.id for c in created[:2]], 3)
     assert one.rule == created[0]
     assert other_tier.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("algorithm", [SLIDING, FIXED], ids=["sliding", "fixed"])
+async def test_returned_hits_free_their_place_and_never_more_than_was_counted(
+    ratelimit: RateLimitServiceAsyncStub, algorithm: ratelimit_pb2.Algorithm.ValueType
+) -> None:
+    await _rule(ratelimit, "/api/v1/x", 3, algorithm=algorithm)
+
+    async def give_back(hits: int) -> int:
+        request = ratelimit_pb2.ReturnHitsRequest(
+            subject="user:1", tier_id=1, path="/api/v1/x", hits=hits
+        )
+        return (await ratelimit.ReturnHits(request)).remaining
+
+    await clear_of_window_edge(60)
+    admitted = [(await _check(ratelimit)).allowed for _ in range(4)]
+    after_one = await give_back(1)
+    again = [(await _check(ratelimit)).allowed for _ in range(2)]
+    after_all = await give_back(10)
+    fresh = [(await _check(ratelimit)).allowed for _ in range(4)]
+
+    assert admitted == [True, True, True, False]
+    # A subject the service remembered as over its limit is admitted once a hit is back.
+    assert (after_one, again) == (1, [True, False])
+    assert (after_all, fresh) == (3, [True, True, True, False])
+
+
+async def test_returning_nothing_or_no_subject_is_an_argument_error(
+    ratelimit: RateLimitServiceAsyncStub,
+) -> None:
+    for request in (
+        ratelimit_pb2.ReturnHitsRequest(subject="user:1", path="/api/v1/x", hits=0),
+        ratelimit_pb2.ReturnHitsRequest(path="/api/v1/x", hits=1),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ratelimit.ReturnHits(request)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT

@@ -19,6 +19,7 @@ def callers() -> list[Callers]:
             {
                 "CheckLimit": {GATEWAY},
                 "CheckLimits": {GATEWAY},
+                "ReturnHits": {GATEWAY},
                 "CreateRule": {GATEWAY},
                 "GetRule": {GATEWAY},
                 "ListRules": {GATEWAY},

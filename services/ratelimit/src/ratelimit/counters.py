@@ -41,7 +41,8 @@ VERSION_KEY = "ratelimit:rules:version"
 # KEYS: the version key, then one counter key per check. ARGV: the caller's rules version, a
 # unique prefix for this call's sorted-set members, then five values per check: period (ms),
 # limit, hits, algorithm, the check's index. Checks are decided in order, so two of one key in a
-# batch count as two requests. Replies four numbers per check.
+# batch count as two requests; negative hits give that many back (the newest first, never more
+# than are counted). Replies four numbers per check.
 _SCRIPT = """
 local version = redis.call('GET', KEYS[1]) or '0'
 if version ~= ARGV[1] then return {-1} end
@@ -61,7 +62,11 @@ for i = 2, #KEYS do
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
     reset = 0
     if newest[2] then reset = tonumber(newest[2]) + period - now end
-    if count + hits > limit then
+    if hits < 0 then
+      local back = math.min(-hits, count)
+      if back > 0 then redis.call('ZPOPMAX', key, back) end
+      allowed, count, retry = 1, count - back, 0
+    elseif count + hits > limit then
       local nth = count + hits - limit - 1
       local freeing = redis.call('ZRANGE', key, nth, nth, 'WITHSCORES')
       retry = period
@@ -81,7 +86,11 @@ for i = 2, #KEYS do
     local wkey = key .. ':' .. window
     count = tonumber(redis.call('GET', wkey) or '0')
     reset = window + period - now
-    if count + hits > limit then
+    if hits < 0 then
+      local back = math.min(-hits, count)
+      if back > 0 then count = redis.call('DECRBY', wkey, back) end
+      allowed, retry = 1, 0
+    elseif count + hits > limit then
       allowed, retry = 0, reset
     else
       if hits > 0 then

@@ -131,6 +131,11 @@ class Limiter:
         are counted together, in one round trip (see meshplate_core.batching)."""
         return await self._batcher.submit(Check(subject, tier_id, path, hits))
 
+    async def give_back(self, subject: str, tier_id: int | None, path: str, hits: int) -> Decision:
+        """Take `hits` counted requests of `subject` on `path` back (at most what is counted):
+        the state after it, an admitted one."""
+        return await self._batcher.submit(Check(subject, tier_id, path, -hits))
+
     async def check_many(self, checks: Sequence[Check]) -> list[Decision]:
         """Decide each check, in order, with one Redis round trip for all of them. Subjects
         remembered as over their limit are answered from memory, not counted; the round trip
@@ -175,10 +180,13 @@ class Limiter:
             for index, _key, limit, _hits in counted:
                 decisions[index] = self._without_redis(limit, exc)
         else:
-            for (index, counter_key, limit, _hits), count in zip(counted, counts, strict=True):
+            for (index, counter_key, limit, hits), count in zip(counted, counts, strict=True):
                 decision = _decision(limit, count)
                 decisions[index] = decision
-                if decision.allowed:
+                if hits < 0:
+                    # Given back: a subject refused before may be admitted now.
+                    self._blocked.pop(counter_key, None)
+                elif decision.allowed:
                     self.stats.allowed += 1
                 else:
                     self.stats.denied += 1

@@ -85,6 +85,18 @@ class RateLimitService(ratelimit_pb2_grpc.RateLimitServiceServicer):
         decisions = await self._limiter.check_many(checks)
         return ratelimit_pb2.CheckLimitsResponse(results=map(_decision_to_proto, decisions))
 
+    async def ReturnHits(
+        self, request: ratelimit_pb2.ReturnHitsRequest, context: Context
+    ) -> ratelimit_pb2.ReturnHitsResponse:
+        if not request.subject or request.hits < 1:
+            raise InvalidArgumentError("a subject and hits >= 1 are required", field="hits")
+        token_tier = request.tier_id if request.HasField("tier_id") else None
+        tier_id = self._tiers.tier_of(request.subject, token_tier)
+        decision = await self._limiter.give_back(
+            request.subject, tier_id, request.path, request.hits
+        )
+        return ratelimit_pb2.ReturnHitsResponse(remaining=decision.remaining)
+
     def _parse(self, request: ratelimit_pb2.CheckLimitRequest) -> tuple[str, int | None, str, int]:
         if not request.subject or request.hits < 0:
             raise InvalidArgumentError("a subject and hits >= 0 are required", field="subject")

@@ -84,6 +84,14 @@ class RateLimitClient:
         with span("ratelimit.check", attributes={"ratelimit.subject": subject}) as current:
             return await self._batcher.submit((request, current.get_span_context()))
 
+    async def give_back(self, subject: str, path: str, *, hits: int = 1) -> None:
+        """Give back `hits` counted requests of `subject` on `path` (a successful login's)."""
+        await self._stub.ReturnHits(
+            ratelimit_pb2.ReturnHitsRequest(subject=subject, path=path, hits=hits),
+            timeout=self._timeout_s,
+            metadata=call_metadata(),
+        )
+
     async def _check_many(self, pending: Sequence[Pending]) -> list[Verdict]:
         batch = ratelimit_pb2.CheckLimitsRequest(checks=[request for request, _ in pending])
         links = [trace.Link(context) for _, context in pending if context is not None]

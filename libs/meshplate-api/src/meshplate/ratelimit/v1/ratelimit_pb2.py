@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&meshplate/ratelimit/v1/ratelimit.proto\x12\x16meshplate.ratelimit.v1\"\x96\x01\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07tier_id\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x10\n\x08period_s\x18\x06 \x01(\x03\x12\x34\n\talgorithm\x18\x07 \x01(\x0e\x32!.meshplate.ratelimit.v1.Algorithm\"b\n\x11\x43heckLimitRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x14\n\x07tier_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04hits\x18\x04 \x01(\x03\x42\n\n\x08_tier_id\"O\n\x12\x43heckLimitsRequest\x12\x39\n\x06\x63hecks\x18\x01 \x03(\x0b\x32).meshplate.ratelimit.v1.CheckLimitRequest\"R\n\x13\x43heckLimitsResponse\x12;\n\x07results\x18\x01 \x03(\x0b\x32*.meshplate.ratelimit.v1.CheckLimitResponse\"o\n\x12\x43heckLimitResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12\x0f\n\x07reset_s\x18\x04 \x01(\x03\x12\x15\n\rretry_after_s\x18\x05 \x01(\x03\"\x97\x01\n\x11\x43reateRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x03\x12\x10\n\x08period_s\x18\x04 \x01(\x03\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x34\n\talgorithm\x18\x06 \x01(\x0e\x32!.meshplate.ratelimit.v1.Algorithm\"@\n\x12\x43reateRuleResponse\x12*\n\x04rule\x18\x01 \x01(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\"-\n\x0eGetRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"=\n\x0fGetRuleResponse\x12*\n\x04rule\x18\x01 \x01(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\"I\n\x10ListRulesRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\x16\n\x0eitems_per_page\x18\x03 \x01(\x05\"U\n\x11ListRulesResponse\x12+\n\x05rules\x18\x01 \x03(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\"\xf3\x01\n\x11UpdateRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x11\n\x04path\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05limit\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x15\n\x08period_s\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\x11\n\x04name\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x39\n\talgorithm\x18\x07 \x01(\x0e\x32!.meshplate.ratelimit.v1.AlgorithmH\x04\x88\x01\x01\x42\x07\n\x05_pathB\x08\n\x06_limitB\x0b\n\t_period_sB\x07\n\x05_nameB\x0c\n\n_algorithm\"@\n\x12UpdateRuleResponse\x12*\n\x04rule\x18\x01 \x01(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\"0\n\x11\x44\x65leteRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"\x14\n\x12\x44\x65leteRuleResponse*`\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LGORITHM_SLIDING_WINDOW\x10\x01\x12\x1a\n\x16\x41LGORITHM_FIXED_WINDOW\x10\x02\x32\xe0\x05\n\x10RateLimitService\x12\x63\n\nCheckLimit\x12).meshplate.ratelimit.v1.CheckLimitRequest\x1a*.meshplate.ratelimit.v1.CheckLimitResponse\x12\x66\n\x0b\x43heckLimits\x12*.meshplate.ratelimit.v1.CheckLimitsRequest\x1a+.meshplate.ratelimit.v1.CheckLimitsResponse\x12\x63\n\nCreateRule\x12).meshplate.ratelimit.v1.CreateRuleRequest\x1a*.meshplate.ratelimit.v1.CreateRuleResponse\x12_\n\x07GetRule\x12&.meshplate.ratelimit.v1.GetRuleRequest\x1a\'.meshplate.ratelimit.v1.GetRuleResponse\"\x03\x90\x02\x01\x12\x65\n\tListRules\x12(.meshplate.ratelimit.v1.ListRulesRequest\x1a).meshplate.ratelimit.v1.ListRulesResponse\"\x03\x90\x02\x01\x12h\n\nUpdateRule\x12).meshplate.ratelimit.v1.UpdateRuleRequest\x1a*.meshplate.ratelimit.v1.UpdateRuleResponse\"\x03\x90\x02\x02\x12h\n\nDeleteRule\x12).meshplate.ratelimit.v1.DeleteRuleRequest\x1a*.meshplate.ratelimit.v1.DeleteRuleResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&meshplate/ratelimit/v1/ratelimit.proto\x12\x16meshplate.ratelimit.v1\"\x96\x01\n\x04Rule\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07tier_id\x18\x02 \x01(\x03\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x03\x12\x10\n\x08period_s\x18\x06 \x01(\x03\x12\x34\n\talgorithm\x18\x07 \x01(\x0e\x32!.meshplate.ratelimit.v1.Algorithm\"b\n\x11\x43heckLimitRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x14\n\x07tier_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04hits\x18\x04 \x01(\x03\x42\n\n\x08_tier_id\"b\n\x11ReturnHitsRequest\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x14\n\x07tier_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0c\n\x04hits\x18\x04 \x01(\x03\x42\n\n\x08_tier_id\"\'\n\x12ReturnHitsResponse\x12\x11\n\tremaining\x18\x01 \x01(\x03\"O\n\x12\x43heckLimitsRequest\x12\x39\n\x06\x63hecks\x18\x01 \x03(\x0b\x32).meshplate.ratelimit.v1.CheckLimitRequest\"R\n\x13\x43heckLimitsResponse\x12;\n\x07results\x18\x01 \x03(\x0b\x32*.meshplate.ratelimit.v1.CheckLimitResponse\"o\n\x12\x43heckLimitResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\r\n\x05limit\x18\x02 \x01(\x03\x12\x11\n\tremaining\x18\x03 \x01(\x03\x12\x0f\n\x07reset_s\x18\x04 \x01(\x03\x12\x15\n\rretry_after_s\x18\x05 \x01(\x03\"\x97\x01\n\x11\x43reateRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x03\x12\x10\n\x08period_s\x18\x04 \x01(\x03\x12\x0c\n\x04name\x18\x05 \x01(\t\x12\x34\n\talgorithm\x18\x06 \x01(\x0e\x32!.meshplate.ratelimit.v1.Algorithm\"@\n\x12\x43reateRuleResponse\x12*\n\x04rule\x18\x01 \x01(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\"-\n\x0eGetRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"=\n\x0fGetRuleResponse\x12*\n\x04rule\x18\x01 \x01(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\"I\n\x10ListRulesRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\x0c\n\x04page\x18\x02 \x01(\x05\x12\x16\n\x0eitems_per_page\x18\x03 \x01(\x05\"U\n\x11ListRulesResponse\x12+\n\x05rules\x18\x01 \x03(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\x12\x13\n\x0btotal_count\x18\x02 \x01(\x03\"\xf3\x01\n\x11UpdateRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\x12\x11\n\x04path\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05limit\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\x15\n\x08period_s\x18\x05 \x01(\x03H\x02\x88\x01\x01\x12\x11\n\x04name\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x39\n\talgorithm\x18\x07 \x01(\x0e\x32!.meshplate.ratelimit.v1.AlgorithmH\x04\x88\x01\x01\x42\x07\n\x05_pathB\x08\n\x06_limitB\x0b\n\t_period_sB\x07\n\x05_nameB\x0c\n\n_algorithm\"@\n\x12UpdateRuleResponse\x12*\n\x04rule\x18\x01 \x01(\x0b\x32\x1c.meshplate.ratelimit.v1.Rule\"0\n\x11\x44\x65leteRuleRequest\x12\x0f\n\x07tier_id\x18\x01 \x01(\x03\x12\n\n\x02id\x18\x02 \x01(\x03\"\x14\n\x12\x44\x65leteRuleResponse*`\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x41LGORITHM_SLIDING_WINDOW\x10\x01\x12\x1a\n\x16\x41LGORITHM_FIXED_WINDOW\x10\x02\x32\xc5\x06\n\x10RateLimitService\x12\x63\n\nCheckLimit\x12).meshplate.ratelimit.v1.CheckLimitRequest\x1a*.meshplate.ratelimit.v1.CheckLimitResponse\x12\x66\n\x0b\x43heckLimits\x12*.meshplate.ratelimit.v1.CheckLimitsRequest\x1a+.meshplate.ratelimit.v1.CheckLimitsResponse\x12\x63\n\nReturnHits\x12).meshplate.ratelimit.v1.ReturnHitsRequest\x1a*.meshplate.ratelimit.v1.ReturnHitsResponse\x12\x63\n\nCreateRule\x12).meshplate.ratelimit.v1.CreateRuleRequest\x1a*.meshplate.ratelimit.v1.CreateRuleResponse\x12_\n\x07GetRule\x12&.meshplate.ratelimit.v1.GetRuleRequest\x1a\'.meshplate.ratelimit.v1.GetRuleResponse\"\x03\x90\x02\x01\x12\x65\n\tListRules\x12(.meshplate.ratelimit.v1.ListRulesRequest\x1a).meshplate.ratelimit.v1.ListRulesResponse\"\x03\x90\x02\x01\x12h\n\nUpdateRule\x12).meshplate.ratelimit.v1.UpdateRuleRequest\x1a*.meshplate.ratelimit.v1.UpdateRuleResponse\"\x03\x90\x02\x02\x12h\n\nDeleteRule\x12).meshplate.ratelimit.v1.DeleteRuleRequest\x1a*.meshplate.ratelimit.v1.DeleteRuleResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,38 +39,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RATELIMITSERVICE'].methods_by_name['UpdateRule']._serialized_options = b'\220\002\002'
   _globals['_RATELIMITSERVICE'].methods_by_name['DeleteRule']._loaded_options = None
   _globals['_RATELIMITSERVICE'].methods_by_name['DeleteRule']._serialized_options = b'\220\002\002'
-  _globals['_ALGORITHM']._serialized_start=1473
-  _globals['_ALGORITHM']._serialized_end=1569
+  _globals['_ALGORITHM']._serialized_start=1614
+  _globals['_ALGORITHM']._serialized_end=1710
   _globals['_RULE']._serialized_start=67
   _globals['_RULE']._serialized_end=217
   _globals['_CHECKLIMITREQUEST']._serialized_start=219
   _globals['_CHECKLIMITREQUEST']._serialized_end=317
-  _globals['_CHECKLIMITSREQUEST']._serialized_start=319
-  _globals['_CHECKLIMITSREQUEST']._serialized_end=398
-  _globals['_CHECKLIMITSRESPONSE']._serialized_start=400
-  _globals['_CHECKLIMITSRESPONSE']._serialized_end=482
-  _globals['_CHECKLIMITRESPONSE']._serialized_start=484
-  _globals['_CHECKLIMITRESPONSE']._serialized_end=595
-  _globals['_CREATERULEREQUEST']._serialized_start=598
-  _globals['_CREATERULEREQUEST']._serialized_end=749
-  _globals['_CREATERULERESPONSE']._serialized_start=751
-  _globals['_CREATERULERESPONSE']._serialized_end=815
-  _globals['_GETRULEREQUEST']._serialized_start=817
-  _globals['_GETRULEREQUEST']._serialized_end=862
-  _globals['_GETRULERESPONSE']._serialized_start=864
-  _globals['_GETRULERESPONSE']._serialized_end=925
-  _globals['_LISTRULESREQUEST']._serialized_start=927
-  _globals['_LISTRULESREQUEST']._serialized_end=1000
-  _globals['_LISTRULESRESPONSE']._serialized_start=1002
-  _globals['_LISTRULESRESPONSE']._serialized_end=1087
-  _globals['_UPDATERULEREQUEST']._serialized_start=1090
-  _globals['_UPDATERULEREQUEST']._serialized_end=1333
-  _globals['_UPDATERULERESPONSE']._serialized_start=1335
-  _globals['_UPDATERULERESPONSE']._serialized_end=1399
-  _globals['_DELETERULEREQUEST']._serialized_start=1401
-  _globals['_DELETERULEREQUEST']._serialized_end=1449
-  _globals['_DELETERULERESPONSE']._serialized_start=1451
-  _globals['_DELETERULERESPONSE']._serialized_end=1471
-  _globals['_RATELIMITSERVICE']._serialized_start=1572
-  _globals['_RATELIMITSERVICE']._serialized_end=2308
+  _globals['_RETURNHITSREQUEST']._serialized_start=319
+  _globals['_RETURNHITSREQUEST']._serialized_end=417
+  _globals['_RETURNHITSRESPONSE']._serialized_start=419
+  _globals['_RETURNHITSRESPONSE']._serialized_end=458
+  _globals['_CHECKLIMITSREQUEST']._serialized_start=460
+  _globals['_CHECKLIMITSREQUEST']._serialized_end=539
+  _globals['_CHECKLIMITSRESPONSE']._serialized_start=541
+  _globals['_CHECKLIMITSRESPONSE']._serialized_end=623
+  _globals['_CHECKLIMITRESPONSE']._serialized_start=625
+  _globals['_CHECKLIMITRESPONSE']._serialized_end=736
+  _globals['_CREATERULEREQUEST']._serialized_start=739
+  _globals['_CREATERULEREQUEST']._serialized_end=890
+  _globals['_CREATERULERESPONSE']._serialized_start=892
+  _globals['_CREATERULERESPONSE']._serialized_end=956
+  _globals['_GETRULEREQUEST']._serialized_start=958
+  _globals['_GETRULEREQUEST']._serialized_end=1003
+  _globals['_GETRULERESPONSE']._serialized_start=1005
+  _globals['_GETRULERESPONSE']._serialized_end=1066
+  _globals['_LISTRULESREQUEST']._serialized_start=1068
+  _globals['_LISTRULESREQUEST']._serialized_end=1141
+  _globals['_LISTRULESRESPONSE']._serialized_start=1143
+  _globals['_LISTRULESRESPONSE']._serialized_end=1228
+  _globals['_UPDATERULEREQUEST']._serialized_start=1231
+  _globals['_UPDATERULEREQUEST']._serialized_end=1474
+  _globals['_UPDATERULERESPONSE']._serialized_start=1476
+  _globals['_UPDATERULERESPONSE']._serialized_end=1540
+  _globals['_DELETERULEREQUEST']._serialized_start=1542
+  _globals['_DELETERULEREQUEST']._serialized_end=1590
+  _globals['_DELETERULERESPONSE']._serialized_start=1592
+  _globals['_DELETERULERESPONSE']._serialized_end=1612
+  _globals['_RATELIMITSERVICE']._serialized_start=1713
+  _globals['_RATELIMITSERVICE']._serialized_end=2550
 # @@protoc_insertion_point(module_scope)

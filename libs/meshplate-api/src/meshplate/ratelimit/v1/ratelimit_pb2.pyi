@@ -123,6 +123,58 @@ class CheckLimitRequest(_message.Message):
 Global___CheckLimitRequest: _TypeAlias = CheckLimitRequest  # noqa: Y015
 
 @_typing.final
+class ReturnHitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    TIER_ID_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    HITS_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """The subject, tier and path of the check that counted the hits."""
+    tier_id: _builtins.int
+    path: _builtins.str
+    hits: _builtins.int
+    """How many to give back, at least 1."""
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        tier_id: _builtins.int | None = ...,
+        path: _builtins.str = ...,
+        hits: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tier_id", b"_tier_id", "tier_id", b"tier_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tier_id", b"_tier_id", "hits", b"hits", "path", b"path", "subject", b"subject", "tier_id", b"tier_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__tier_id: _TypeAlias = _typing.Literal["tier_id"]  # noqa: Y015
+    _WhichOneofArgType__tier_id: _TypeAlias = _typing.Literal["_tier_id", b"_tier_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tier_id) -> _WhichOneofReturnType__tier_id | None: ...
+
+Global___ReturnHitsRequest: _TypeAlias = ReturnHitsRequest  # noqa: Y015
+
+@_typing.final
+class ReturnHitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMAINING_FIELD_NUMBER: _builtins.int
+    remaining: _builtins.int
+    """Requests left in the window once the hits are back."""
+    def __init__(
+        self,
+        *,
+        remaining: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["remaining", b"remaining"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReturnHitsResponse: _TypeAlias = ReturnHitsResponse  # noqa: Y015
+
+@_typing.final
 class CheckLimitsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -57,6 +57,11 @@ class RateLimitServiceStub:
                 request_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.SerializeToString,
                 response_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.FromString,
                 _registered_method=True)
+        self.ReturnHits = channel.unary_unary(
+                '/meshplate.ratelimit.v1.RateLimitService/ReturnHits',
+                request_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReturnHitsRequest.SerializeToString,
+                response_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReturnHitsResponse.FromString,
+                _registered_method=True)
         self.CreateRule = channel.unary_unary(
                 '/meshplate.ratelimit.v1.RateLimitService/CreateRule',
                 request_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CreateRuleRequest.SerializeToString,
@@ -121,6 +126,17 @@ class RateLimitServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReturnHits(self, request, context):
+        """ReturnHits gives back hits counted for a request that turned out not to count: the login
+        throttle counts every attempt before the password is checked (so parallel guesses cannot
+        outrun it), then gives a successful login's hit back, so only failures add up. It takes back
+        at most what is counted, newest first, and a subject refused before may be admitted again.
+        Callers: gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateRule(self, request, context):
         """CreateRule adds a rule for a tier.
         Callers: gateway.
@@ -173,6 +189,11 @@ def add_RateLimitServiceServicer_to_server(servicer, server):
                     servicer.CheckLimits,
                     request_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.FromString,
                     response_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.SerializeToString,
+            ),
+            'ReturnHits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReturnHits,
+                    request_deserializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReturnHitsRequest.FromString,
+                    response_serializer=meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReturnHitsResponse.SerializeToString,
             ),
             'CreateRule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRule,
@@ -267,6 +288,33 @@ class RateLimitService:
             '/meshplate.ratelimit.v1.RateLimitService/CheckLimits',
             meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsRequest.SerializeToString,
             meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.CheckLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReturnHits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplate.ratelimit.v1.RateLimitService/ReturnHits',
+            meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReturnHitsRequest.SerializeToString,
+            meshplate_dot_ratelimit_dot_v1_dot_ratelimit__pb2.ReturnHitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,6 +59,13 @@ class RateLimitServiceStub:
     (INVALID_ARGUMENT, with its index in the message).
     Callers: gateway.
     """
+    ReturnHits: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ReturnHitsRequest, _ratelimit_pb2.ReturnHitsResponse]
+    """ReturnHits gives back hits counted for a request that turned out not to count: the login
+    throttle counts every attempt before the password is checked (so parallel guesses cannot
+    outrun it), then gives a successful login's hit back, so only failures add up. It takes back
+    at most what is counted, newest first, and a subject refused before may be admitted again.
+    Callers: gateway.
+    """
     CreateRule: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.CreateRuleRequest, _ratelimit_pb2.CreateRuleResponse]
     """CreateRule adds a rule for a tier.
     Callers: gateway.
@@ -109,6 +116,13 @@ class RateLimitServiceAsyncStub(RateLimitServiceStub):
     the checks of requests arriving together: one call then carries the cost of one hop for
     all of them. Results come in the order of the checks. A malformed check fails the whole call
     (INVALID_ARGUMENT, with its index in the message).
+    Callers: gateway.
+    """
+    ReturnHits: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ReturnHitsRequest, _ratelimit_pb2.ReturnHitsResponse]  # type: ignore[assignment]
+    """ReturnHits gives back hits counted for a request that turned out not to count: the login
+    throttle counts every attempt before the password is checked (so parallel guesses cannot
+    outrun it), then gives a successful login's hit back, so only failures add up. It takes back
+    at most what is counted, newest first, and a subject refused before may be admitted again.
     Callers: gateway.
     """
     CreateRule: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.CreateRuleRequest, _ratelimit_pb2.CreateRuleResponse]  # type: ignore[assignment]
@@ -168,6 +182,18 @@ class RateLimitServiceServicer:
         the checks of requests arriving together: one call then carries the cost of one hop for
         all of them. Results come in the order of the checks. A malformed check fails the whole call
         (INVALID_ARGUMENT, with its index in the message).
+        Callers: gateway.
+        """
+
+    def ReturnHits(
+        self,
+        request: _ratelimit_pb2.ReturnHitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ratelimit_pb2.ReturnHitsResponse, _abc.Awaitable[_ratelimit_pb2.ReturnHitsResponse]]:
+        """ReturnHits gives back hits counted for a request that turned out not to count: the login
+        throttle counts every attempt before the password is checked (so parallel guesses cannot
+        outrun it), then gives a successful login's hit back, so only failures add up. It takes back
+        at most what is counted, newest first, and a subject refused before may be admitted again.
         Callers: gateway.
         """
 
