@@ -139,8 +139,11 @@ async def _seed(client: httpx.AsyncClient) -> str:
 
 
 @asynccontextmanager
-async def meshplate(redis_url: str, database_urls: dict[str, str]) -> AsyncIterator[Meshplate]:
-    """The stack for a block, up and seeded; stopped (every process) when the block ends."""
+async def meshplate(
+    redis_url: str, database_urls: dict[str, str], **env: str
+) -> AsyncIterator[Meshplate]:
+    """The stack for a block, up (with `env` on top of the bench's settings); stopped (every
+    process) when the block ends."""
     stack = runner(
         redis_url,
         **{f"{name.upper()}_DATABASE_URL": url for name, url in database_urls.items()},
@@ -151,6 +154,7 @@ async def meshplate(redis_url: str, database_urls: dict[str, str]) -> AsyncItera
         EDGE_LIMIT=LIMIT,
         EDGE_LIMIT_PERIOD_S="60",
         WORKER_SAMPLE_TASK_S="0",
+        **env,
     )
     mesh = Meshplate(stack, redis_url)
     await stack.process.start()

@@ -17,7 +17,8 @@ answering CheckLimit at once; each is loaded right before what is compared with 
 monolith (MONOLITH_KIT names the kit's folder; unset, its comparisons are skipped) runs beside
 Meshplate, each idle while the other is loaded, and each of its routes is loaded right after the
 Meshplate scenario compared with it, so that a ratio compares loads seconds apart, not the
-machine's state of different minutes. The load generator shares the machine's cores with the
+machine's state of different minutes. The cost of mutual TLS is measured too: `/me` at the gateway of
+a stack started with plaintext gRPC (GRPC_PLAINTEXT), loaded right before the real stack starts. The load generator shares the machine's cores with the
 servers, so every figure is a floor, and ratios within one run are what the targets compare:
 absolute figures move from day to day. Everything is printed, then saved to bench/results/, then
 the missed targets fail the test.
@@ -30,6 +31,7 @@ import datetime
 from collections.abc import Callable, Sequence
 
 import pytest
+from redis.asyncio import Redis
 
 from bench import lua, ref_grpc, ref_http
 from bench.child import cancelled_by_sigterm
@@ -195,9 +197,54 @@ def database_urls(make_database: Callable[[str], str]) -> dict[str, str]:
     return {name: make_database(f"bench_{name}") for name in ("auth", "users", "ratelimit")}
 
 
+@pytest.fixture
+def plaintext_database_urls(make_database: Callable[[str], str]) -> dict[str, str]:
+    return {name: make_database(f"bench_plain_{name}") for name in ("auth", "users", "ratelimit")}
+
+
+async def _plaintext(
+    run: Run, redis_url: str, database_urls: dict[str, str], quiet: Sequence[Group]
+) -> None:
+    """The cost of mutual TLS: `/me` at the gateway of a stack whose gRPC hops are plaintext
+    (GRPC_PLAINTEXT, allowed locally), loaded right before the real stack's `/me` (its Redis
+    emptied after, as the real stack's keys would collide with its copies)."""
+    async with meshplate(redis_url, database_urls, GRPC_PLAINTEXT="true") as plain:
+        if plain.missing:
+            run.errors.append(f"plaintext: not running: {plain.missing}:\n{output(plain.stack)}")
+        await seed(plain)
+        bearer = {"Authorization": f"Bearer {plain.token}"}
+        await get_each(
+            run,
+            "Meshplate",
+            plain.groups,
+            [
+                (
+                    "me-plaintext",
+                    f"GET {ME} at the gateway, plaintext gRPC",
+                    f"{plain.gateway}{ME}",
+                    bearer,
+                )
+            ],
+            quiet=quiet,
+        )
+    async with Redis.from_url(redis_url) as redis:
+        await redis.flushdb()
+
+
+def _tls_cost(run: Run) -> None:
+    """mTLS against plaintext on `/me`, as facts (the docs' figure; not a target)."""
+    tls, plain = run.results.get("me-gateway"), run.results.get("me-plaintext")
+    if tls is None or plain is None or not plain.rate:
+        return
+    run.facts["mTLS on /me at the gateway"] = (
+        f"{tls.rate:,.0f} req/s against {plain.rate:,.0f} plaintext ({tls.rate / plain.rate:.2f}x); "
+        f"CPU {tls.cpu_sum:.2f} against {plain.cpu_sum:.2f} ms per request over every process"
+    )
+
+
 @pytest.mark.timeout(BUDGET_S)
 async def test_meshplate_meets_the_targets_of_issue_11(
-    flushed_redis: str, database_urls: dict[str, str]
+    flushed_redis: str, database_urls: dict[str, str], plaintext_database_urls: dict[str, str]
 ) -> None:
     ensure_wrk()
     with cancelled_by_sigterm():
@@ -211,6 +258,7 @@ async def test_meshplate_meets_the_targets_of_issue_11(
                     run.errors.append(f"the monolith: {exc!r}"[:2000])
             quiet = mono.groups if mono else []
             mono_idle = rss(mono.groups) if mono else {}
+            await _plaintext(run, flushed_redis, plaintext_database_urls, quiet)
             async with meshplate(flushed_redis, database_urls) as mesh:
                 if mesh.missing:
                     run.errors.append(f"not running: {mesh.missing}:\n{output(mesh.stack)}")
@@ -233,6 +281,7 @@ async def test_meshplate_meets_the_targets_of_issue_11(
             if mono:
                 mono_after = rss(mono.groups)
                 run.rss |= {name: (mono_idle[name], mono_after[name]) for name in mono_idle}
+    _tls_cost(run)
     targets = check(run, monolith=folder is not None)
     run.facts |= {f"error {n}": error for n, error in enumerate(run.errors, 1)}
     text = summary(run, targets, when=when)
