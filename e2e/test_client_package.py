@@ -10,7 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from meshplate.client import Workload
 
 from .conftest import Stack
 from .identity import ADMIN
@@ -93,3 +99,20 @@ async def test_the_example_reads_a_user_as_a_granted_workload(
     assert granted.stdout.split()[1:] == [ADMIN[0], "Admin"]
     assert refused.returncode == 1
     assert refused.stderr.startswith("PERMISSION_DENIED: billing may not call")
+
+
+async def test_any_workload_of_the_ca_lists_the_services_with_reflection(stack: Stack) -> None:
+    # docs/grpc.md's snippet, as a workload no table names.
+    me = Workload.from_folder(stack.workload_tls("billing").folder)
+    target = f"127.0.0.1:{stack.ports['users']}"
+
+    def listed() -> list[str]:
+        options = [("grpc.ssl_target_name_override", "users")]
+        with grpc.secure_channel(target, me.credentials(), options) as channel:
+            return sorted(ProtoReflectionDescriptorDatabase(channel).get_services())
+
+    assert await asyncio.to_thread(listed) == [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "meshplate.users.v1.UsersService",
+    ]

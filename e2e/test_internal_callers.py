@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from meshplate.client import as_user
+from meshplate.client import metadata
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import open_channel
 from meshplate_core.mtls import Tls
@@ -70,14 +70,14 @@ async def test_a_write_needs_an_allowed_workload_and_the_users_own_token(stack: 
 
     async with _users_as(stack, "worker") as worker, _users_as(stack, "billing") as billing:
         # Workloads the table does not name, even with the first superuser's real token.
-        by_worker = await _code(worker.UpdateUser(rename, metadata=as_user(admin_token)))
-        by_stranger = await _code(billing.UpdateUser(rename, metadata=as_user(admin_token)))
+        by_worker = await _code(worker.UpdateUser(rename, metadata=metadata(token=admin_token)))
+        by_stranger = await _code(billing.UpdateUser(rename, metadata=metadata(token=admin_token)))
         # Nor may they read what only the gateway reads.
         read_by_stranger = await _code(billing.GetUser(users_pb2.GetUserRequest(id=ann["id"])))
     async with _users_as(stack, "gateway") as gateway:
         anonymous = await _code(gateway.UpdateUser(rename))
-        as_bob = await _code(gateway.UpdateUser(rename, metadata=as_user(bob_token)))
-        as_ann = await gateway.UpdateUser(rename, metadata=as_user(ann_token))
+        as_bob = await _code(gateway.UpdateUser(rename, metadata=metadata(token=bob_token)))
+        as_ann = await gateway.UpdateUser(rename, metadata=metadata(token=ann_token))
 
     assert by_worker is by_stranger is read_by_stranger is grpc.StatusCode.PERMISSION_DENIED
     assert anonymous is grpc.StatusCode.UNAUTHENTICATED
@@ -127,7 +127,7 @@ async def test_the_rest_api_acts_through_the_forwarded_token(
         code = await _code(
             gateway.DeletePost(
                 users_pb2.DeletePostRequest(id=post_id, author_username="ann"),
-                metadata=as_user(bob_token),
+                metadata=metadata(token=bob_token),
             )
         )
 
@@ -209,7 +209,7 @@ async def test_the_old_actor_field_of_a_superuser_makes_no_one_a_superuser(stack
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
             "/meshplate.users.v1.UsersService/DeletePost"
         )
-        code = await _code(call(payload, metadata=as_user(bob_token), timeout=5))
+        code = await _code(call(payload, metadata=metadata(token=bob_token), timeout=5))
     finally:
         await channel.close()
     async with stack.client() as client:
@@ -233,18 +233,18 @@ async def test_an_expired_or_revoked_forwarded_token_is_refused(stack: Stack) ->
     rename = users_pb2.UpdateUserRequest(id=ann["id"], name="Annie")
 
     async with _users_as(stack, "gateway") as gateway:
-        too_late = await _code(gateway.UpdateUser(rename, metadata=as_user(expired)))
+        too_late = await _code(gateway.UpdateUser(rename, metadata=metadata(token=expired)))
         # A logout reaches the users service over auth's revocation stream, in milliseconds.
         deadline = time.monotonic() + 1
         while True:
             try:
-                await gateway.UpdateUser(rename, metadata=as_user(ann_token))
+                await gateway.UpdateUser(rename, metadata=metadata(token=ann_token))
             except grpc.aio.AioRpcError as exc:
                 revoked = exc.code()
                 break
             assert time.monotonic() < deadline, "a revoked token still acted after a second"
             await asyncio.sleep(0.02)
-        fine = await gateway.UpdateUser(rename, metadata=as_user(kept))
+        fine = await gateway.UpdateUser(rename, metadata=metadata(token=kept))
 
     assert too_late is revoked is grpc.StatusCode.UNAUTHENTICATED
     assert fine.user.name == "Annie"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from meshplate.client import SERVICES, Workload, as_user, channel_options, service_config
+from meshplate.client import SERVICES, Workload, channel_options, metadata, service_config
 
 
 def test_only_rpcs_the_contract_marks_idempotent_are_retried() -> None:
@@ -43,5 +43,9 @@ def test_an_unknown_service_and_a_missing_file_are_clear_errors(tmp_path: Path) 
         workload.channel("127.0.0.1:1", "billing")
 
 
-def test_acting_for_a_user_forwards_the_token() -> None:
-    assert as_user("abc") == (("authorization", "Bearer abc"),)
+def test_metadata_carries_the_request_id_and_the_end_users_token() -> None:
+    assert metadata() == ()
+    assert metadata(request_id="r-1", token="abc") == (
+        ("x-request-id", "r-1"),
+        ("authorization", "Bearer abc"),
+    )

@@ -1,6 +1,6 @@
 """Calling Meshplate's gRPC services from another service (the hand-written part of this package).
 
-    from meshplate.client import Workload, as_user
+    from meshplate.client import Workload, metadata
     from meshplate.users.v1 import users_pb2, users_pb2_grpc
 
     me = Workload.from_folder("/var/run/meshplate/tls")  # ca.crt, tls.crt, tls.key
@@ -13,7 +13,8 @@ its SPIFFE ID (`spiffe://meshplate/<your name>`), and checks that the server it 
 workload it meant (`users` above). The called service refuses a workload its table of callers
 does not name (PERMISSION_DENIED): the operator grants your name the RPCs you need
 (`USERS_GRANTS='{"billing": ["GetUser"]}'`). A write made for an end user carries that user's
-access token (`metadata=as_user(token)`), and the service acts as that user.
+access token (`metadata=metadata(token=...)`, with your request's id too when you have one), and
+the service acts as that user.
 
 The channel balances over every address of the target (round robin over the replicas that
 report `meshplate.liveness` serving), pings idle connections, and retries on UNAVAILABLE the RPCs
@@ -41,8 +42,9 @@ from meshplate.users.v1 import users_pb2
 LIVENESS = "meshplate.liveness"
 # How often an idle channel pings its server (servers accept pings twice as often).
 KEEPALIVE_S = 20.0
-# The metadata that forwards an end user's access token (`Bearer <token>`).
+# The metadata that forwards an end user's access token (`Bearer <token>`), and the request id.
 AUTHORIZATION = "authorization"
+REQUEST_ID = "x-request-id"
 # Each service by the workload name its certificate carries.
 SERVICES: dict[str, ServiceDescriptor] = {
     "auth": auth_pb2.DESCRIPTOR.services_by_name["AuthService"],
@@ -166,6 +168,13 @@ class Workload:
         return grpc.aio.secure_channel(target, self.credentials(), options=options)
 
 
-def as_user(token: str) -> tuple[tuple[str, str], ...]:
-    """Call metadata that makes a write for the end user whose access token this is."""
-    return ((AUTHORIZATION, f"Bearer {token}"),)
+def metadata(
+    *, request_id: str | None = None, token: str | None = None
+) -> tuple[tuple[str, str], ...]:
+    """Call metadata: your request's id (1 to 128 of letters, digits and `. _ : -`; the services
+    log under it and pass it on), and, for a write made for an end user, that user's access
+    token (the service acts as that user)."""
+    return (
+        *(((REQUEST_ID, request_id),) if request_id else ()),
+        *(((AUTHORIZATION, f"Bearer {token}"),) if token else ()),
+    )
