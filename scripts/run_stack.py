@@ -1,6 +1,8 @@
 """`make run`: the whole local stack in the foreground, stopped together by Ctrl-C or SIGTERM.
 
-Starts auth, users, ratelimit, worker and gateway as child processes on the ports of their settings
+Migrates the databases of auth, users and ratelimit first (one-shot `python -m <svc> migrate`
+processes, as a cluster's Jobs), then starts auth, users, ratelimit, worker and gateway as child
+processes on the ports of their settings
 (docs/design.md's defaults, or the environment and `.env`), Envoy in front of the gateway as the entry
 point (deploy/envoy/envoy.yaml with local addresses; EDGE_HOST, EDGE_PORT 8080, EDGE_ADMIN_PORT
 9901, EDGE_STATS_PORT 9902 for its metrics; EDGE_LIMIT requests per EDGE_LIMIT_PERIOD_S seconds
@@ -38,6 +40,7 @@ from users.settings import Settings as UsersSettings
 from worker.settings import Settings as WorkerSettings
 
 SERVICES = ("auth", "users", "ratelimit", "worker", "gateway")
+DATABASES = ("auth", "users", "ratelimit")
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -83,6 +86,36 @@ def _identities(env: dict[str, str], names: list[str]) -> dict[str, Path]:
     first start (meshplate_core.pki)."""
     folders = ensure(Path(env.get("LOCAL_TLS_ROOT", "var/tls")), names)
     return {name: folder.resolve() for name, folder in folders.items()}
+
+
+def _migrate(env: dict[str, str]) -> dict[str, str]:
+    """Each database service's migrations (and start-up data) as a one-shot process, all at
+    once, before anything serves, as a cluster's migration Jobs run them: the services then
+    start without Alembic (about 12 MiB less each). The settings that tell them so; a failed
+    migration's output is printed and RuntimeError raised."""
+    names = [
+        n for n in DATABASES if env.get(f"{n.upper()}_MIGRATE_ON_START", "").lower() != "false"
+    ]
+    runs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", name, "migrate"],
+            env={**OWN_ENVIRONMENT.get(name, {}), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
+        for name in names
+    }
+    failed = []
+    for name, run in runs.items():
+        output, _ = run.communicate(timeout=READY_TIMEOUT_S)
+        if run.returncode != 0:
+            failed.append(
+                f"run: {name} migrate exited with {run.returncode}:\n{output.decode(errors='replace')}"
+            )
+    if failed:
+        raise RuntimeError("\n".join(failed))
+    return {f"{name.upper()}_MIGRATE_ON_START": "false" for name in names}
 
 
 def _tls_environment(env: dict[str, str], folder: Path) -> dict[str, str]:
@@ -154,6 +187,11 @@ def main() -> int:
         print(  # noqa: T201
             f"run: no Redis answers at {redis_url}: start one (redis-server) or set REDIS_URL"
         )
+        return 1
+    try:
+        env |= _migrate(env)
+    except RuntimeError as exc:
+        print(exc, flush=True)  # noqa: T201
         return 1
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

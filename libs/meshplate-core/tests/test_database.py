@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,15 @@ async def test_ping_fails_when_nothing_listens() -> None:
             await ping(engine, timeout_s=2)
     finally:
         await engine.dispose()
+
+
+def test_a_service_that_does_not_migrate_never_loads_alembic() -> None:
+    # About 12 MiB of each service's memory: a Deployment's migrations run as a Job.
+    probe = (
+        "import sys, auth.server, users.server, ratelimit.server; print('alembic' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert result.stdout.strip() == "False"

@@ -38,7 +38,8 @@ class InsecureSettingError(ValueError):
 
 
 class ServiceSettings(BaseSettings):
-    """What every Meshplate process has: environment, logging and a shutdown grace period."""
+    """What every Meshplate process has: environment, logging, a shutdown grace period, and its
+    workload's TLS for gRPC."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_by_name=True
@@ -65,9 +66,9 @@ class ServiceSettings(BaseSettings):
         if self.grpc_plaintext:
             return None
         folder = self.tls_dir
-        secrets = Path(os.environ.get("SECRETS_DIR") or "/nonexistent")
-        if folder is None and (secrets / CERT_FILE).is_file():
-            folder = secrets
+        secrets = os.environ.get("SECRETS_DIR")
+        if folder is None and secrets and (Path(secrets) / CERT_FILE).is_file():
+            folder = Path(secrets)
         if folder is None:
             raise TlsFilesError(
                 "gRPC needs mutual TLS: set TLS_DIR to a folder with ca.crt, tls.crt and tls.key "
@@ -79,7 +80,7 @@ class ServiceSettings(BaseSettings):
         return tls
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secrets(self) -> Self:
+    def _refuse_what_production_forbids(self) -> Self:
         if self.environment != "production":
             return self
         if self.grpc_plaintext:

@@ -21,6 +21,7 @@ from itertools import islice
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from meshplate.auth.v1 import auth_pb2
 from meshplate_core.errors import UnavailableError
 from meshplate_core.tokens import (
     LEEWAY_S,
@@ -34,6 +35,14 @@ from meshplate_core.tokens import (
 log = logging.getLogger(__name__)
 
 FetchKeys = Callable[[], Awaitable[list[dict[str, str]]]]
+
+
+def published_keys(reply: auth_pb2.GetJwksResponse) -> list[dict[str, str]]:
+    """auth's GetJwks answer as the JWKs a FetchKeys returns."""
+    return [
+        {"kty": k.kty, "crv": k.crv, "x": k.x, "kid": k.kid, "alg": k.alg, "use": k.use}
+        for k in reply.keys
+    ]
 
 
 class TokenVerifier:

@@ -22,7 +22,7 @@ from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
 from meshplate_core.revocations import RevocationList
 from meshplate_core.runner import migrate_database, serve_database_service
-from meshplate_core.verifier import FetchKeys
+from meshplate_core.verifier import FetchKeys, published_keys
 from users.accounts import Accounts
 from users.cache import ReadCache
 from users.callers import callers
@@ -109,10 +109,7 @@ async def auth_keys(settings: Settings) -> AsyncIterator[FetchKeys]:
         reply = await stub.GetJwks(
             auth_pb2.GetJwksRequest(), timeout=settings.rpc_timeout_s, metadata=call_metadata()
         )
-        return [
-            {"kty": k.kty, "crv": k.crv, "x": k.x, "kid": k.kid, "alg": k.alg, "use": k.use}
-            for k in reply.keys
-        ]
+        return published_keys(reply)
 
     try:
         yield fetch

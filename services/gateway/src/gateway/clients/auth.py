@@ -6,6 +6,7 @@ import grpc
 
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate_core.channels import call_metadata
+from meshplate_core.verifier import published_keys
 
 
 class AuthClient:
@@ -58,7 +59,4 @@ class AuthClient:
         reply = await self._stub.GetJwks(
             auth_pb2.GetJwksRequest(), timeout=self._timeout_s, metadata=call_metadata()
         )
-        return [
-            {"kty": k.kty, "crv": k.crv, "x": k.x, "kid": k.kid, "alg": k.alg, "use": k.use}
-            for k in reply.keys
-        ]
+        return published_keys(reply)
