@@ -15,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from meshplate.ratelimit.v1 import ratelimit_pb2_grpc
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
+from meshplate_core.mtls import Tls
 from meshplate_testing.databases import migrated_database
+from meshplate_testing.mtls import channel_to, open_to
+from ratelimit.callers import callers
 from ratelimit.server import MIGRATIONS, SERVICE_NAME, build
 from ratelimit.settings import Settings
 
@@ -57,18 +60,24 @@ StubFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_server(
-    engine: AsyncEngine, settings: Settings
+    engine: AsyncEngine, settings: Settings, workload_tls: Callable[[str], Tls]
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Starts ratelimit servers (settings overridable); returns channels to them."""
+    """Starts ratelimit servers (settings overridable, mutual TLS, every RPC open to the
+    `tests` workload); returns channels to them, as that workload."""
     exits = contextlib.AsyncExitStack()
 
     async def make(**overrides: Any) -> grpc.aio.Channel:
         register = await exits.enter_async_context(
             build(engine, settings=settings.model_copy(update=overrides))
         )
-        running = await start(register, service_name=SERVICE_NAME)
+        running = await start(
+            register,
+            service_name=SERVICE_NAME,
+            tls=workload_tls("ratelimit"),
+            callers=open_to("tests", callers()),
+        )
         exits.push_async_callback(running.server.stop, None)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+        channel = channel_to(running.port, caller=workload_tls("tests"), server="ratelimit")
         exits.push_async_callback(channel.close)
         return channel
 

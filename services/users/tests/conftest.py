@@ -22,7 +22,10 @@ from meshplate.users.v1 import users_pb2_grpc
 from meshplate_core.channels import AUTHORIZATION
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
+from meshplate_core.mtls import Tls
 from meshplate_testing.databases import migrated_database
+from meshplate_testing.mtls import channel_to, open_to
+from users.callers import callers
 from users.server import MIGRATIONS, SERVICE_NAME, build, prepare
 from users.settings import Settings
 
@@ -92,13 +95,21 @@ class _AsRoot(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 @contextlib.asynccontextmanager
-async def serving(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UsersServiceAsyncStub]:
-    """A stub of a real users server (port 0, real store) for these settings; its calls are made
-    as the first superuser unless they forward another user's token."""
+async def serving(
+    engine: AsyncEngine, settings: Settings, workload_tls: Callable[[str], Tls]
+) -> AsyncIterator[UsersServiceAsyncStub]:
+    """A stub of a real users server (port 0, real store, mutual TLS) for these settings, called
+    as a `tests` workload its table lets call every RPC; the calls are made as the first
+    superuser unless they forward another user's token."""
     async with build(engine, settings=settings, keys=jwks) as register:
-        running = await start(register, service_name=SERVICE_NAME)
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{running.port}", interceptors=[_AsRoot()]
+        running = await start(
+            register,
+            service_name=SERVICE_NAME,
+            tls=workload_tls("users"),
+            callers=open_to("tests", callers()),
+        )
+        async with channel_to(
+            running.port, caller=workload_tls("tests"), server="users", interceptors=[_AsRoot()]
         ) as channel:
             yield users_pb2_grpc.UsersServiceStub(channel)
         await running.server.stop(grace=None)
@@ -128,7 +139,9 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def users(engine: AsyncEngine, settings: Settings) -> AsyncIterator[UsersServiceAsyncStub]:
+async def users(
+    engine: AsyncEngine, settings: Settings, workload_tls: Callable[[str], Tls]
+) -> AsyncIterator[UsersServiceAsyncStub]:
     """A stub of the real users server, started on port 0 with the real store (see `serving`)."""
-    async with serving(engine, settings) as users:
+    async with serving(engine, settings, workload_tls) as users:
         yield users

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2
 from meshplate_core.events import ReadsChanged, post_key, user_key, username_key
+from meshplate_core.mtls import Tls
 from meshplate_core.streams import decode
 from meshplate_testing.proxy import TcpProxy
 from users.settings import Settings
@@ -246,7 +247,7 @@ async def test_a_miss_storm_for_one_key_loads_once(
 
 @pytest.fixture
 async def users_via_proxy(
-    engine: AsyncEngine, settings: Settings, redis_url: str
+    engine: AsyncEngine, settings: Settings, redis_url: str, workload_tls: Callable[[str], Tls]
 ) -> AsyncIterator[tuple[UsersServiceAsyncStub, TcpProxy]]:
     """The users server whose Redis is behind a proxy that the test can cut."""
     host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
@@ -256,7 +257,7 @@ async def users_via_proxy(
     proxied = settings.model_copy(
         update={"redis_url": redis_url.replace(host_port, f"127.0.0.1:{proxy.port}")}
     )
-    async with serving(engine, proxied) as users:
+    async with serving(engine, proxied, workload_tls) as users:
         yield users, proxy
     await proxy.cut()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -8,10 +9,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.grpc_server import start
-from users.server import SERVICE_NAME, build
+from meshplate.users.v1 import users_pb2
+from meshplate_core.mtls import Tls
 from users.settings import Settings
+
+from .conftest import serving
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
@@ -126,26 +128,22 @@ async def test_sixteen_sign_ups_at_once_all_succeed(users: UsersServiceAsyncStub
 
 
 async def test_a_flood_of_checks_beyond_the_deadline_is_refused_at_once_with_a_retry_time(
-    engine: AsyncEngine, settings: Settings
+    engine: AsyncEngine, settings: Settings, workload_tls: Callable[[str], Tls]
 ) -> None:
     # One check at a time, each dearer than in production: of 64 checks with two seconds to
     # live, those that can be done in half of that are, the rest are refused.
     slow_and_single = settings.model_copy(
         update={"argon2_time_cost": 12, "password_concurrency": 1}
     )
-    async with build(engine, settings=slow_and_single) as register:
-        running = await start(register, service_name=SERVICE_NAME)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            users = users_pb2_grpc.UsersServiceStub(channel)
-            await users.CreateUser(_sign_up())
-            check = users_pb2.VerifyCredentialsRequest(
-                username_or_email="ann", password="correct horse"
-            )
-            answers = await asyncio.gather(
-                *(users.VerifyCredentials(check, timeout=2) for _ in range(64)),
-                return_exceptions=True,
-            )
-        await running.server.stop(grace=None)
+    async with serving(engine, slow_and_single, workload_tls) as users:
+        await users.CreateUser(_sign_up())
+        check = users_pb2.VerifyCredentialsRequest(
+            username_or_email="ann", password="correct horse"
+        )
+        answers = await asyncio.gather(
+            *(users.VerifyCredentials(check, timeout=2) for _ in range(64)),
+            return_exceptions=True,
+        )
 
     refused = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
     done = [a for a in answers if isinstance(a, users_pb2.VerifyCredentialsResponse)]
