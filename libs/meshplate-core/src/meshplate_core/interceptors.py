@@ -175,8 +175,8 @@ class RpcInterceptor:
             try:
                 with _server_span(span_name, carrier, attributes, traced=traced) as current:
                     try:
-                        if allowed is not None:
-                            await self._admit(context, method, allowed)
+                        if allowed is not None and (who := caller(context)) not in allowed:
+                            await self._refuse(context, method, who)
                         return await _guarded(behavior, request, context, method)
                     except grpc.aio.AbortError:
                         code = context.code() or grpc.StatusCode.UNKNOWN
@@ -207,11 +207,8 @@ class RpcInterceptor:
             response_serializer=handler.response_serializer,
         )
 
-    async def _admit(self, context: Context, method: str, allowed: frozenset[str]) -> None:
-        """Refuse the call (PERMISSION_DENIED, logged, counted) unless its caller is allowed."""
-        who = caller(context)
-        if who in allowed:
-            return
+    async def _refuse(self, context: Context, method: str, who: str | None) -> None:
+        """Refuse a call its caller may not make: PERMISSION_DENIED, logged, counted."""
         log.warning(
             "refused %s to %s: not among its callers", method, who or "a caller without identity"
         )
