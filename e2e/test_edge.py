@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
@@ -15,9 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from cryptography import x509
 
 from meshplate_core.mtls import Tls
+from meshplate_core.pki import Authority
 from meshplate_core.probe import http_ok
+from meshplate_core.probe import main as probe
 from meshplate_testing.edge import Edge, envoy_command, local_config, write_config
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
@@ -323,3 +327,92 @@ async def _rolling_restart(stack: Stack, exits: contextlib.AsyncExitStack) -> No
     ]
     assert set(statuses) == {200, 201}, (statuses, failed[:5])
     assert statuses[201] > 20
+
+
+def _served_serial(port: int, tls: Tls) -> int:
+    """The serial number of the certificate a new connection to the gateway on `port` is shown."""
+    context = tls.http_client_context()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="gateway") as wrapped,
+    ):
+        der = wrapped.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)
+
+
+async def test_envoy_reaches_a_gateway_serving_https_with_mutual_tls(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in Kubernetes and compose: GATEWAY_HTTPS, Envoy's gateway cluster over mutual TLS.
+    envoy = stack.workload_tls("envoy")
+    # The gateway's own folder, from the session's CA, so the test can renew it.
+    authority = Authority.load(envoy.folder.parent / "ca")
+    gateway = Tls(authority.issue("gateway").save(tmp_path / "gateway"))
+    settings = stack.gateway_settings
+    port = free_port()
+    process = ServiceProcess(
+        "gateway",
+        env={
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_AUTH_ADDR": settings.auth_addr,
+            "GATEWAY_USERS_ADDR": settings.users_addr,
+            "GATEWAY_RATELIMIT_ADDR": settings.ratelimit_addr,
+            "GATEWAY_REDIS_URL": settings.redis_url,
+            "GATEWAY_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+            "GATEWAY_HTTPS": "true",
+            "TLS_DIR": str(gateway.folder),
+            "LOG_LEVEL": "WARNING",
+        },
+    )
+    await process.start()
+    try:
+        await process.wait_until(
+            partial(http_ok, f"https://127.0.0.1:{port}/health", gateway), timeout_s=30
+        )
+        # The pod's probe: its own certificate, from its settings.
+        monkeypatch.setenv("TLS_DIR", str(gateway.folder))
+        probed = await asyncio.to_thread(probe, ["http", f"https://127.0.0.1:{port}/health"])
+        proxy = Edge(
+            local_config(
+                ENVOY_CONFIG,
+                listen=("127.0.0.1", free_port()),
+                admin=("127.0.0.1", free_port()),
+                gateways=[("127.0.0.1", port)],
+                tls=envoy.folder,
+                gateway_https=True,
+            )
+        )
+        proxy.start()
+        try:
+            async with stack.client(proxy.url) as client:
+                through_envoy = (await client.get("/health/ready")).status_code
+                signed_up = await client.post(
+                    "/api/v1/user",
+                    json={
+                        "name": "Ann",
+                        "username": "ann",
+                        "email": "ann@example.com",
+                        "password": "correct horse",
+                    },
+                )
+        finally:
+            proxy.stop()
+        async with httpx.AsyncClient(timeout=5) as plain:
+            with pytest.raises(httpx.TransportError):
+                await plain.get(f"http://127.0.0.1:{port}/health")
+        async with httpx.AsyncClient(timeout=5, verify=False) as anonymous:
+            with pytest.raises(httpx.TransportError):
+                await anonymous.get(f"https://127.0.0.1:{port}/health")
+        before = await asyncio.to_thread(_served_serial, port, gateway)
+        authority.issue("gateway").save(gateway.folder)
+        after = await asyncio.to_thread(_served_serial, port, gateway)
+    finally:
+        await process.terminate(timeout_s=20)
+
+    assert (probed, through_envoy, signed_up.status_code) == (0, 200, 201)
+    assert before != after
+    assert (
+        after
+        == x509.load_pem_x509_certificate((gateway.folder / "tls.crt").read_bytes()).serial_number
+    )

@@ -120,6 +120,9 @@ def test_compose_gives_each_workload_its_own_certificate() -> None:
         assert "certs" in service["depends_on"], name
         assert "GRPC_PLAINTEXT" not in service["environment"], name
     assert "envoy-tls:/etc/meshplate/tls:ro" in services["envoy"]["volumes"]
+    # Envoy reaches the gateway over mutual TLS, and the gateway's probe shows its certificate.
+    assert services["gateway"]["environment"]["GATEWAY_HTTPS"] == "true"
+    assert "https://127.0.0.1:8000/health" in services["gateway"]["healthcheck"]["test"]
     made = services["certs"]["entrypoint"][-1]
     assert "meshplate_core.pki /app/var/tls gateway auth users ratelimit worker envoy" in made
 

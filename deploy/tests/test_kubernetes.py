@@ -247,11 +247,18 @@ def test_probes_speak_mutual_tls_and_the_pods_grace_outlasts_the_services(overla
         assert env[f"{name.upper()}_MIGRATE_ON_START"] == "false"
     # The gateway is ready once started (one dependency's outage must not empty Envoy's
     # rotation); the worker while Redis answers.
-    for name, ready in (("gateway", "/health"), ("worker", "/health/ready")):
+    # The gateway serves HTTPS with mutual TLS: its probes show the pod's own certificate.
+    [gateway] = deployments["gateway"]["spec"]["template"]["spec"]["containers"]
+    https = [*probe[:3], "http", "https://127.0.0.1:8000/health"]
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert gateway[kind]["exec"]["command"] == https, kind
+    assert config(overlay)["GATEWAY_HTTPS"] == "true"
+    [worker] = deployments["worker"]["spec"]["template"]["spec"]["containers"]
+    assert worker["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert worker["livenessProbe"]["httpGet"]["path"] == "/health"
+    for name in ("gateway", "worker"):
         spec = deployments[name]["spec"]["template"]["spec"]
         [container] = spec["containers"]
-        assert container["readinessProbe"]["httpGet"]["path"] == ready
-        assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         grace = float(env_of(container)[f"{name.upper()}_SHUTDOWN_GRACE_S"])
         drain = float(env_of(container).get(f"{name.upper()}_SHUTDOWN_DRAIN_S", 0))
         assert spec["terminationGracePeriodSeconds"] > grace + drain

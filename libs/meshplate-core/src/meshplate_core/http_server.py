@@ -33,6 +33,7 @@ from uvicorn.supervisors import Multiprocess
 
 from meshplate_core import heap
 from meshplate_core.metrics import shared_by_processes
+from meshplate_core.mtls import Tls
 
 # How long without a request ends a drain early: the proxy has taken the process out.
 QUIET_S = 1.0
@@ -151,16 +152,22 @@ def serve_http(
     drain_s: float = 0.0,
     health_path: str = "/health",
     http: str = "httptools",
+    tls: Tls | None = None,
 ) -> None:
     """Serve `app` on uvloop until SIGTERM or SIGINT, drain for up to `drain_s` (`health_path`
     answering 503), then give in-flight requests up to `grace_s` (the heap built so far settled
-    first: meshplate_core.heap)."""
+    first: meshplate_core.heap). With `tls`, HTTPS only, to clients with a certificate of the
+    CA (meshplate_core.mtls), the certificate re-read when renewed."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _ignore)
     heap.settle()
     drain = Drain(drain_s)
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        context = tls.http_server_context()
+        extra["ssl_context_factory"] = lambda _config, _default: context
     config = _config(
-        Draining(app, drain, health_path), host=host, port=port, grace_s=grace_s, http=http
+        Draining(app, drain, health_path), host=host, port=port, grace_s=grace_s, http=http, **extra
     )
     DrainingServer(config, drain).run()
 

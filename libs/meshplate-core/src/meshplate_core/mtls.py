@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,49 @@ class Tls:
         return grpc.dynamic_ssl_server_credentials(
             configuration(material), fetch, require_client_authentication=True
         )
+
+    def http_server_context(self) -> ssl.SSLContext:
+        """An HTTPS server's context (the gateway's, for Envoy): a client certificate of the CA
+        required, this workload's certificate served, read again on the first handshake after
+        `tls.crt` changed."""
+        seen = [self.version()]
+        current = [self._http_context()]
+
+        def renew(connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
+            # OpenSSL asks this at every ClientHello, before the certificate is chosen.
+            version = self.version()
+            if version != seen[0]:
+                try:
+                    current[0] = self._http_context()
+                except (TlsFilesError, ssl.SSLError) as exc:
+                    log.warning("keeping the current certificate: %s", exc)
+                else:
+                    seen[0] = version
+                    log.info("serving a renewed certificate from %s", self.folder)
+            connection.context = current[0]
+
+        current[0].sni_callback = renew
+        return current[0]
+
+    def _http_context(self) -> ssl.SSLContext:
+        material = self.read()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=material.ca.decode())
+        # The key and certificate go through files (the ssl module reads no key from memory).
+        context.load_cert_chain(self.folder / CERT_FILE, self.folder / KEY_FILE)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+    def http_client_context(self) -> ssl.SSLContext:
+        """An HTTPS client's context presenting this workload's certificate (the gateway's own
+        probe), checking the server's chain against the CA."""
+        context = ssl.create_default_context(cadata=self.read().ca.decode())
+        # Probes call 127.0.0.1; the chain is checked, and every certificate names localhost.
+        context.check_hostname = False
+        context.load_cert_chain(self.folder / CERT_FILE, self.folder / KEY_FILE)
+        return context
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """Credentials of a client presenting this workload's certificate."""

@@ -2,11 +2,13 @@
 
     python -m meshplate_core.probe grpc 127.0.0.1:50051 meshplate.auth.v1.AuthService
     python -m meshplate_core.probe http http://127.0.0.1:8000/health
+    python -m meshplate_core.probe http https://127.0.0.1:8000/health   (GATEWAY_HTTPS)
 
 Exit code 0 when the target answers SERVING / 200 within two seconds, 1 otherwise. gRPC probes
 speak mutual TLS with the certificate of the workload's own settings (TLS_DIR, as the service
 itself reads it; plaintext only with GRPC_PLAINTEXT): Kubernetes' native gRPC probe cannot, so
-the gRPC services' pods run this as an exec probe, and their gateway's HTTP probes stay native.
+the gRPC services' pods run this as an exec probe, and so does a gateway serving HTTPS with
+mutual TLS (its probe shows the workload's own certificate).
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ def _channel(target: str, tls: Tls | None) -> grpc.Channel:
     )
 
 
-def http_ok(url: str) -> bool:
-    """Whether GET `url` answers 200."""
+def http_ok(url: str, tls: Tls | None = None) -> bool:
+    """Whether GET `url` answers 200 (an `https://` one with `tls`'s certificate shown)."""
+    context = tls.http_client_context() if tls is not None and url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S, context=context) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -67,7 +70,14 @@ def main(argv: list[str]) -> int:
             return 1
         return 0 if grpc_serving(argv[1], argv[2], tls) else 1
     if len(argv) == 2 and argv[0] == "http":
-        return 0 if http_ok(argv[1]) else 1
+        tls = None
+        if argv[1].startswith("https:"):
+            try:
+                tls = ServiceSettings().tls()
+            except ValueError as exc:
+                print(exc, file=sys.stderr)  # noqa: T201
+                return 1
+        return 0 if http_ok(argv[1], tls) else 1
     print(__doc__, file=sys.stderr)  # noqa: T201
     return 2
 

@@ -54,13 +54,16 @@ def local_config(
     collector: Address = ("127.0.0.1", 4317),
     edge_limit: tuple[int, int] | None = None,
     shared_limit: bool = False,
+    gateway_https: bool = False,
 ) -> dict[str, Any]:
     """The edge config of `template` with these addresses (the clusters become STATIC; traces
     go to an OpenTelemetry collector on the standard local port, if one runs), Envoy's TLS
     folder `tls` (ca.crt, tls.crt, tls.key: meshplate_core.pki) for its calls to ratelimit, and,
     when given, `edge_limit` = (requests, seconds) per client address instead of the committed
     one; `shared_limit` puts the ratelimit filter (asking ratelimit's ShouldRateLimit, one count
-    for every Envoy) in front of the local buckets, as docs/edge.md shows it."""
+    for every Envoy) in front of the local buckets, as docs/edge.md shows it; `gateway_https`
+    keeps the gateway cluster's mutual TLS (gateways serving GATEWAY_HTTPS), else the gateways
+    are reached over plain HTTP, as `make run` and most tests run them."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"] = _socket(admin)
     listeners = {item["name"]: item for item in config["static_resources"]["listeners"]}
@@ -82,6 +85,10 @@ def local_config(
         cluster.pop("dns_lookup_family", None)
         cluster["load_assignment"]["endpoints"] = _endpoints(addresses)
     _use_folder(clusters["ratelimit"], tls)
+    if gateway_https:
+        _use_folder(clusters["gateway"], tls)
+    else:
+        del clusters["gateway"]["transport_socket"]
     if edge_limit is not None:
         _per_address_bucket(listeners["edge"])["token_bucket"] = _bucket(*edge_limit)
     if shared_limit:

@@ -25,4 +25,5 @@ if __name__ == "__main__":
             port=settings.port,
             grace_s=settings.shutdown_grace_s,
             drain_s=settings.shutdown_drain_s,
+            tls=settings.tls() if settings.https else None,
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import Self
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from meshplate_core.settings import ServiceSettings
@@ -18,6 +20,10 @@ class Settings(ServiceSettings):
     # Processes serving the port (one Python process serves one core). In Kubernetes keep 1 and
     # scale with replicas.
     workers: int = Field(default=1, ge=1, le=64)
+    # HTTPS with mutual TLS on the port (the workload's TLS_DIR certificate; callers must show
+    # one of the CA: Envoy, and the pod's own probes), as in Kubernetes and compose; off for a
+    # local run, whose Envoy and curl reach the gateway over plain HTTP. One process only.
+    https: bool = False
     auth_addr: str = "127.0.0.1:50051"
     users_addr: str = "127.0.0.1:50052"
     ratelimit_addr: str = "127.0.0.1:50053"
@@ -54,3 +60,9 @@ class Settings(ServiceSettings):
     # How long start-up waits for auth's keys and the revocation replay before serving anyway
     # (authenticated requests are refused until both are there).
     startup_wait_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _tls_in_one_process(self) -> Self:
+        if self.https and self.workers > 1:
+            raise ValueError("GATEWAY_HTTPS needs GATEWAY_WORKERS=1 (scale with replicas)")
+        return self
