@@ -53,6 +53,22 @@ async def _users_as(stack: Stack, workload: str) -> AsyncIterator[UsersServiceAs
         await channel.close()
 
 
+async def _anns_post_and_bobs_token(stack: Stack) -> tuple[int, str]:
+    """ann's post written through the REST API, and bob's access token."""
+    async with stack.client() as client:
+        await sign_up(client, "ann")
+        await sign_up(client, "bob")
+        ann_token, _ = await log_in(client, "ann")
+        bob_token, _ = await log_in(client, "bob")
+        created = await client.post(
+            "/api/v1/ann/post",
+            json={"title": "Hello", "text": "Mine"},
+            headers={"Authorization": f"Bearer {ann_token}"},
+        )
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"]), bob_token
+
+
 async def _code(call: object) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call  # type: ignore[misc]  # a call of a stub
@@ -111,18 +127,7 @@ async def test_the_rest_api_acts_through_the_forwarded_token(
 ) -> None:
     # A post written through the REST API is written as the caller: another user's token on the
     # same path is refused by the users service itself (the gateway's check aside).
-    async with stack.client() as client:
-        await sign_up(client, "ann")
-        await sign_up(client, "bob")
-        ann_token, _ = await log_in(client, "ann")
-        bob_token, _ = await log_in(client, "bob")
-        created = await client.post(
-            "/api/v1/ann/post",
-            json={"title": "Hello", "text": "Mine"},
-            headers={"Authorization": f"Bearer {ann_token}"},
-        )
-        assert created.status_code == 201, created.text
-        post_id = created.json()["id"]
+    post_id, bob_token = await _anns_post_and_bobs_token(stack)
     async with _users_as(stack, "gateway") as gateway:
         code = await _code(
             gateway.DeletePost(
@@ -181,17 +186,7 @@ async def test_every_service_refuses_strangers_and_callers_its_table_does_not_na
 
 
 async def test_the_old_actor_field_of_a_superuser_makes_no_one_a_superuser(stack: Stack) -> None:
-    async with stack.client() as client:
-        await sign_up(client, "ann")
-        await sign_up(client, "bob")
-        ann_token, _ = await log_in(client, "ann")
-        bob_token, _ = await log_in(client, "bob")
-        created = await client.post(
-            "/api/v1/ann/post",
-            json={"title": "Hello", "text": "Mine"},
-            headers={"Authorization": f"Bearer {ann_token}"},
-        )
-        post_id = created.json()["id"]
+    post_id, bob_token = await _anns_post_and_bobs_token(stack)
     # DeletePostRequest as a client of the old contract sends it: field 1, an Actor naming the
     # first superuser (user_id 1, is_superuser true), then a hard delete of ann's post.
     actor = b"\x08\x01\x10\x01"

@@ -16,6 +16,7 @@ from meshplate_core.errors import UnavailableError
 from meshplate_core.events import TokensRevoked
 from meshplate_core.revocations import RevocationList
 from meshplate_core.tokens import LEEWAY_S, InvalidTokenError
+from meshplate_core.verifier import TokenVerifier
 
 
 class Key:
@@ -56,7 +57,8 @@ async def test_a_key_auth_stops_publishing_stops_being_trusted() -> None:
     revocations = RevocationList()
     revocations.synced.set()
     authenticator = Authenticator(
-        fetch, revocations, issuer="meshplate-auth", audience="meshplate", ttl_s=0.05
+        TokenVerifier(fetch, issuer="meshplate-auth", audience="meshplate", ttl_s=0.05),
+        revocations,
     )
     await authenticator.load_keys()
     remembered = _token(old)
@@ -84,7 +86,8 @@ async def _authenticator(
         revocations = RevocationList()
         revocations.synced.set()
     authenticator = Authenticator(
-        fetch, revocations, issuer="meshplate-auth", audience="meshplate", cache_size=cache_size
+        TokenVerifier(fetch, issuer="meshplate-auth", audience="meshplate", cache_size=cache_size),
+        revocations,
     )
     await authenticator.load_keys()
     return authenticator
@@ -144,7 +147,8 @@ async def test_tokens_wait_for_keys_never_fetched_rather_than_being_refused() ->
     revocations = RevocationList()
     revocations.synced.set()
     authenticator = Authenticator(
-        fetch, revocations, issuer="meshplate-auth", audience="meshplate", refetch_s=0.05
+        TokenVerifier(fetch, issuer="meshplate-auth", audience="meshplate", refetch_s=0.05),
+        revocations,
     )
     await authenticator.load_keys()
     token = _token(key)

@@ -9,34 +9,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.channels import KEEPALIVE_S, open_channel, service_config
+from meshplate_core.channels import KEEPALIVE_S, open_channel
 from meshplate_core.grpc_server import start
 from meshplate_core.mtls import Tls
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def test_only_rpcs_the_contract_marks_idempotent_are_retried() -> None:
-    config = service_config([USERS], timeout_s=2.0)
-
-    retried = {
-        name["method"]
-        for entry in config["methodConfig"]
-        if "retryPolicy" in entry
-        for name in entry["name"]
-    }
-
-    assert {"GetUser", "ListUsers", "UpdateUser", "DeleteUser"} <= retried
-    assert {"CreateUser", "CreatePost", "CreateTier"}.isdisjoint(retried)
-
-
-def test_every_rpc_has_a_default_deadline_and_round_robin() -> None:
-    config = service_config([USERS], timeout_s=2.5)
-
-    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
-    # A backstop above the deadline each call sets (gRPC Python applies it early).
-    assert all(entry["timeout"] == "7.500s" for entry in config["methodConfig"])
 
 
 class SlowUsers(users_pb2_grpc.UsersServiceServicer):

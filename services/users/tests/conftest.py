@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from auth.domain import Subject
 from auth.issuer import TokenIssuer
 from auth.keys import generate_pem, parse_keys
-from meshplate.users.v1 import users_pb2_grpc
+from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import AUTHORIZATION
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
@@ -74,6 +74,16 @@ def person(user_id: int, *, superuser: bool = False) -> Person:
         Subject(user_id=user_id, tier_id=None, is_superuser=superuser), family_id="tests"
     )
     return Person(user_id, ((AUTHORIZATION, f"Bearer {pair.access.token}"),))
+
+
+async def sign_up(users: UsersServiceAsyncStub, username: str) -> Person:
+    """A new user (password 12345678) named after `username`, with their token."""
+    reply = await users.CreateUser(
+        users_pb2.CreateUserRequest(
+            name=username.title(), username=username, email=f"{username}@x.io", password="12345678"
+        )
+    )
+    return person(reply.user.id)
 
 
 async def jwks() -> list[dict[str, str]]:

@@ -15,19 +15,10 @@ from auth.keys import generate_pem, parse_keys
 from meshplate.users.v1 import users_pb2
 from meshplate_core.channels import AUTHORIZATION
 
-from .conftest import Person, person
+from .conftest import person, sign_up
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
-
-
-async def _sign_up(users: UsersServiceAsyncStub, username: str) -> Person:
-    reply = await users.CreateUser(
-        users_pb2.CreateUserRequest(
-            name=username.title(), username=username, email=f"{username}@x.io", password="12345678"
-        )
-    )
-    return person(reply.user.id)
 
 
 async def _code(call: Any) -> grpc.StatusCode:
@@ -39,7 +30,7 @@ async def _code(call: Any) -> grpc.StatusCode:
 async def test_users_change_themselves_only_and_superusers_anyone(
     users: UsersServiceAsyncStub,
 ) -> None:
-    ann, bob = await _sign_up(users, "ann"), await _sign_up(users, "bob")
+    ann, bob = await sign_up(users, "ann"), await sign_up(users, "bob")
 
     own = await users.UpdateUser(
         users_pb2.UpdateUserRequest(id=ann.user_id, name="Annie"), metadata=ann.metadata
@@ -68,7 +59,7 @@ async def test_users_change_themselves_only_and_superusers_anyone(
 
 
 async def test_tiers_are_written_by_superusers_only(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
 
     codes = [
         await _code(
@@ -98,7 +89,7 @@ async def test_tiers_are_written_by_superusers_only(users: UsersServiceAsyncStub
 async def test_a_write_without_a_valid_token_is_unauthenticated(
     users: UsersServiceAsyncStub, authorization: str
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
 
     code = await _code(
         users.UpdateUser(
@@ -113,7 +104,7 @@ async def test_a_write_without_a_valid_token_is_unauthenticated(
 async def test_a_token_signed_by_a_key_auth_never_published_is_refused(
     users: UsersServiceAsyncStub,
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     # A superuser's token, as whoever holds some other key would make one.
     forger = TokenIssuer(
         parse_keys(generate_pem()),

@@ -21,7 +21,7 @@ from meshplate_core.streams import decode
 from meshplate_testing.proxy import TcpProxy
 from users.settings import Settings
 
-from .conftest import Person, person, serving
+from .conftest import Person, person, serving, sign_up
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
@@ -49,15 +49,6 @@ class QueryCounter:
             event.remove(self._engine, "before_cursor_execute", self._seen)
 
 
-async def _sign_up(users: UsersServiceAsyncStub, username: str) -> Person:
-    reply = await users.CreateUser(
-        users_pb2.CreateUserRequest(
-            name=username.title(), username=username, email=f"{username}@x.io", password="12345678"
-        )
-    )
-    return person(reply.user.id)
-
-
 async def _post(users: UsersServiceAsyncStub, actor: Person, title: str) -> users_pb2.Post:
     request = users_pb2.CreatePostRequest(author_id=actor.user_id, title=title, text="Body")
     return (await users.CreatePost(request, metadata=actor.metadata)).post
@@ -78,7 +69,7 @@ async def _title(users: UsersServiceAsyncStub, post_id: int, username: str = "an
 async def test_a_page_read_twice_costs_one_query(
     users: UsersServiceAsyncStub, engine: AsyncEngine
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     for title in ("one", "two"):
         await _post(users, ann, title)
 
@@ -90,7 +81,7 @@ async def test_a_page_read_twice_costs_one_query(
 
 
 async def test_every_write_is_seen_by_the_very_next_read(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     first = await _post(users, ann, "first")
     assert (await _titles(users), await _title(users, first.id)) == (["first"], "first")
 
@@ -117,7 +108,7 @@ async def test_every_write_is_seen_by_the_very_next_read(users: UsersServiceAsyn
 
 
 async def test_username_change_and_deletion_are_seen_at_once(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     post = await _post(users, ann, "hello")
     await users.GetUser(users_pb2.GetUserRequest(username="ann"))
     await _title(users, post.id)
@@ -141,7 +132,7 @@ async def test_username_change_and_deletion_are_seen_at_once(users: UsersService
 async def test_a_deleted_user_cached_by_name_and_id_is_gone_at_once(
     users: UsersServiceAsyncStub, engine: AsyncEngine, hard: bool
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     by_name = users_pb2.GetUserRequest(username="ann")
     by_id = users_pb2.GetUserRequest(id=ann.user_id)
     with QueryCounter(engine, '"user"').counting() as queries:
@@ -161,7 +152,7 @@ async def test_a_deleted_user_cached_by_name_and_id_is_gone_at_once(
 async def test_a_user_read_by_id_twice_costs_one_query_and_sees_every_change(
     users: UsersServiceAsyncStub, engine: AsyncEngine
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     by_id = users_pb2.GetUserRequest(id=ann.user_id)
 
     with QueryCounter(engine, '"user"').counting() as queries:
@@ -181,7 +172,7 @@ async def test_a_user_read_by_id_twice_costs_one_query_and_sees_every_change(
 async def test_every_write_tells_copy_holders_what_changed(
     users: UsersServiceAsyncStub, settings: Settings
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     post = await _post(users, ann, "hello")
     await users.UpdateUser(users_pb2.UpdateUserRequest(id=ann.user_id, username="annie"))
     await users.DeletePost(
@@ -202,7 +193,7 @@ async def test_every_write_tells_copy_holders_what_changed(
 async def test_racing_writers_and_readers_leave_no_stale_entry(
     users: UsersServiceAsyncStub,
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     post = await _post(users, ann, "v0")
     stop = asyncio.Event()
 
@@ -235,7 +226,7 @@ async def test_racing_writers_and_readers_leave_no_stale_entry(
 async def test_a_miss_storm_for_one_key_loads_once(
     users: UsersServiceAsyncStub, engine: AsyncEngine
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     post = await _post(users, ann, "hot")
 
     with QueryCounter(engine, "post").counting() as queries:
@@ -269,7 +260,7 @@ async def test_redis_down_mid_test_reads_still_work_and_writes_wait_for_the_revo
     # which come from Redis: while they cannot be read it is refused (UNAVAILABLE, nothing
     # changed), as the gateway refuses authenticated requests then, and works once Redis is back.
     users, proxy = users_via_proxy
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     post = await _post(users, ann, "before")
     assert await _titles(users) == ["before"]
     change = users_pb2.UpdatePostRequest(id=post.id, author_username="ann", title="after")

@@ -9,19 +9,10 @@ import pytest
 
 from meshplate.users.v1 import users_pb2
 
-from .conftest import Person, person
+from .conftest import Person, person, sign_up
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
-
-
-async def _sign_up(users: UsersServiceAsyncStub, username: str) -> Person:
-    reply = await users.CreateUser(
-        users_pb2.CreateUserRequest(
-            name=username.title(), username=username, email=f"{username}@x.io", password="12345678"
-        )
-    )
-    return person(reply.user.id)
 
 
 async def _post(
@@ -41,7 +32,7 @@ async def _code(call: Any) -> grpc.StatusCode:
 
 
 async def test_post_is_created_and_read_under_its_author(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
 
     created = await _post(users, ann)
     read = (
@@ -53,7 +44,7 @@ async def test_post_is_created_and_read_under_its_author(users: UsersServiceAsyn
 
 
 async def test_post_under_another_username_is_not_found(users: UsersServiceAsyncStub) -> None:
-    ann, _bob = await _sign_up(users, "ann"), await _sign_up(users, "bob")
+    ann, _bob = await sign_up(users, "ann"), await sign_up(users, "bob")
     post = await _post(users, ann)
 
     code = await _code(users.GetPost(users_pb2.GetPostRequest(id=post.id, author_username="bob")))
@@ -62,7 +53,7 @@ async def test_post_under_another_username_is_not_found(users: UsersServiceAsync
 
 
 async def test_only_the_author_or_a_superuser_writes_a_post(users: UsersServiceAsyncStub) -> None:
-    ann, bob = await _sign_up(users, "ann"), await _sign_up(users, "bob")
+    ann, bob = await sign_up(users, "ann"), await sign_up(users, "bob")
     post = await _post(users, ann)
 
     for_someone_else = await _code(
@@ -96,7 +87,7 @@ async def test_only_the_author_or_a_superuser_writes_a_post(users: UsersServiceA
 
 
 async def test_hard_delete_is_for_superusers(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     post = await _post(users, ann)
 
     by_author = await _code(
@@ -118,7 +109,7 @@ async def test_hard_delete_is_for_superusers(users: UsersServiceAsyncStub) -> No
 
 
 async def test_list_is_newest_first_in_pages(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     for title in ("one", "two", "three"):
         await _post(users, ann, title)
 
@@ -148,7 +139,7 @@ async def test_listing_a_missing_author_is_not_found(users: UsersServiceAsyncStu
 
 
 async def test_soft_deleted_posts_leave_the_list(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     keep, drop = await _post(users, ann, "keep"), await _post(users, ann, "drop")
 
     await users.DeletePost(
@@ -163,11 +154,11 @@ async def test_soft_deleted_posts_leave_the_list(users: UsersServiceAsyncStub) -
 
 
 async def test_a_users_hard_delete_removes_their_posts(users: UsersServiceAsyncStub) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     await _post(users, ann)
 
     await users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.user_id, hard=True))
-    again = await _sign_up(users, "ann")
+    again = await sign_up(users, "ann")
     listed = await users.ListPosts(
         users_pb2.ListPostsRequest(author_username="ann", page=1, items_per_page=10)
     )
@@ -189,7 +180,7 @@ async def test_a_users_hard_delete_removes_their_posts(users: UsersServiceAsyncS
 async def test_invalid_posts_name_the_field(
     users: UsersServiceAsyncStub, field: str, value: str
 ) -> None:
-    ann = await _sign_up(users, "ann")
+    ann = await sign_up(users, "ann")
     fields = {"title": "Hello", "text": "Body", field: value}
 
     with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -11,31 +11,14 @@ import contextlib
 from meshplate_core.errors import UnavailableError
 from meshplate_core.revocations import RevocationList
 from meshplate_core.tokens import Claims, InvalidTokenError
-from meshplate_core.verifier import FetchKeys, TokenVerifier
+from meshplate_core.verifier import TokenVerifier
 
 
 class Authenticator:
     """Verifies access tokens: signature, claims, revocation."""
 
-    def __init__(
-        self,
-        fetch_keys: FetchKeys,
-        revocations: RevocationList,
-        *,
-        issuer: str,
-        audience: str,
-        refetch_s: float = 10.0,
-        ttl_s: float = 300.0,
-        cache_size: int = 10_000,
-    ) -> None:
-        self._verifier = TokenVerifier(
-            fetch_keys,
-            issuer=issuer,
-            audience=audience,
-            refetch_s=refetch_s,
-            ttl_s=ttl_s,
-            cache_size=cache_size,
-        )
+    def __init__(self, verifier: TokenVerifier, revocations: RevocationList) -> None:
+        self._verifier = verifier
         self._revocations = revocations
 
     async def load_keys(self) -> None:

@@ -44,6 +44,7 @@ from meshplate_core.errors import DomainError
 from meshplate_core.metrics import HttpMetrics
 from meshplate_core.process import load_settings
 from meshplate_core.revocations import RevocationList
+from meshplate_core.verifier import TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +181,10 @@ def create_app(settings: Settings) -> FastAPI:
         auth_client = AuthClient(channels["auth"], timeout_s=settings.rpc_timeout_s)
         revocations = RevocationList()
         authenticator = Authenticator(
-            auth_client.jwks,
+            TokenVerifier(
+                auth_client.jwks, issuer=settings.token_issuer, audience=settings.token_audience
+            ),
             revocations,
-            issuer=settings.token_issuer,
-            audience=settings.token_audience,
         )
         reads = ReadModel(redis, ttl_s=settings.read_model_ttl_s)
         following = asyncio.create_task(revocations.follow(follower_redis))

@@ -22,7 +22,7 @@ from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
 from meshplate_core.revocations import RevocationList
 from meshplate_core.runner import migrate_database, serve_database_service
-from meshplate_core.verifier import FetchKeys, published_keys
+from meshplate_core.verifier import FetchKeys, TokenVerifier, published_keys
 from users.accounts import Accounts
 from users.cache import ReadCache
 from users.callers import callers
@@ -151,9 +151,10 @@ async def build(
         )
         fetch = keys if keys is not None else await exits.enter_async_context(auth_keys(settings))
         revocations = await exits.enter_async_context(followed_revocations(settings))
-        tokens = Authenticator(
-            fetch, revocations, issuer=settings.token_issuer, audience=settings.token_audience
+        verifier = TokenVerifier(
+            fetch, issuer=settings.token_issuer, audience=settings.token_audience
         )
+        tokens = Authenticator(verifier, revocations)
         yield partial(
             users_pb2_grpc.add_UsersServiceServicer_to_server,
             UsersService(accounts, posts, tokens),
