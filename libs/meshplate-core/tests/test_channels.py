@@ -11,10 +11,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import KEEPALIVE_S, open_channel
 from meshplate_core.grpc_server import start
+from meshplate_core.interceptors import Context
 from meshplate_core.mtls import Tls
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class SlowUsers(users_pb2_grpc.UsersServiceServicer):

@@ -12,11 +12,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from meshplate_core.channels import LIVENESS
 from meshplate_core.grpc_server import serve_until_terminated, watch_health
+from meshplate_core.interceptors import Context
 from meshplate_testing.servers import free_port
 
 from .conftest import PROBE, ProbeFactory, register_probe
 
-Context = grpc.aio.ServicerContext[Any, Any]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

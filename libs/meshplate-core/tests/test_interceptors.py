@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 import pytest
 
@@ -15,12 +13,10 @@ from meshplate_core.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from meshplate_core.interceptors import status_for, valid_request_id
+from meshplate_core.interceptors import Context, status_for, valid_request_id
 from meshplate_core.logging import request_id
 
 from .conftest import ProbeFactory
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ThingNotFoundError(NotFoundError):

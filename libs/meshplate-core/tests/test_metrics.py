@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 import httpx
@@ -13,11 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from meshplate_core.errors import NotFoundError
 from meshplate_core.grpc_server import start
+from meshplate_core.interceptors import Context
 from meshplate_core.metrics import RpcMetrics, export_tallies, exposed
 
 from .conftest import PROBE, Behavior, Probe, register_probe
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 async def test_every_rpc_is_counted_by_its_final_status_and_timed() -> None:

@@ -21,6 +21,7 @@ from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.callers import Callers, granted
 from meshplate_core.channels import open_channel
 from meshplate_core.grpc_server import Running, start
+from meshplate_core.interceptors import Context
 from meshplate_core.metrics import RpcMetrics
 from meshplate_core.mtls import CERT_FILE, Tls, TlsFilesError, caller, spiffe_id, workload_name
 from meshplate_core.pki import Authority, ensure
@@ -29,7 +30,6 @@ from meshplate_core.renewal import RenewingChannel
 from meshplate_core.settings import ServiceSettings
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class WhoAsks(users_pb2_grpc.UsersServiceServicer):

@@ -111,6 +111,7 @@ class Outbox:
         return len(rows)
 
     async def _append(self, stream: str, fields: dict[str, str], keep_s: float | None) -> None:
+        # redis-py's stubs want a dict of its own invariant key and value unions.
         if keep_s is None:
             await self._redis.xadd(stream, fields)  # type: ignore[arg-type]
             return

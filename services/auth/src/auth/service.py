@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth.domain import TokenPair
 from auth.sessions import Sessions
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
-
-Context = grpc.aio.ServicerContext[Any, Any]
+from meshplate_core.interceptors import Context
 
 
 def _timestamp(value: datetime) -> Timestamp:

@@ -127,6 +127,7 @@ class RateLimitMiddleware:
     ) -> tuple[str, int | None]:
         token = bearer_token(headers)
         if token is not None:
+            # The lifespan state is a plain dict here (raw ASGI), typed as objects.
             authenticator: Authenticator = state["authenticator"]  # type: ignore[assignment]
             try:
                 claims = await authenticator.authenticate(token)

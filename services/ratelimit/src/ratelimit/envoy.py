@@ -8,17 +8,14 @@ with `path` is the same check the gateway makes. Other domains and descriptors a
 
 from __future__ import annotations
 
-from typing import Any
-
-import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from envoy_rls import rls_pb2, rls_pb2_grpc
+from meshplate_core.interceptors import Context
 from ratelimit.domain import Decision
 from ratelimit.limiter import Limiter
 from ratelimit.tiers import TierProjection
 
-Context = grpc.aio.ServicerContext[Any, Any]
 Response = rls_pb2.RateLimitResponse
 EDGE_PATH = "/edge"
 

@@ -48,7 +48,7 @@ _EDGE = path_key("/edge")
 
 @dataclass
 class LimiterStats:
-    """What the limiter did (exported as metrics later)."""
+    """What the limiter did (exported as `ratelimit_decisions_total`, ratelimit.server)."""
 
     allowed: int = 0
     denied: int = 0

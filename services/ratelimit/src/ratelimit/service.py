@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import grpc
-
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.errors import InvalidArgumentError
+from meshplate_core.interceptors import Context
 from ratelimit.domain import Algorithm, Check, Decision, Rule
 from ratelimit.limiter import Limiter
 from ratelimit.rules import Rules
 from ratelimit.tiers import TierProjection
 
-Context = grpc.aio.ServicerContext[Any, Any]
 # The most checks one CheckLimits call may carry (the contract's figure).
 MAX_CHECKS = 1000
 
@@ -31,6 +29,7 @@ _TO_PROTO = {
 def _algorithm(value: int) -> Algorithm:
     if value not in _ALGORITHMS:
         raise InvalidArgumentError("unknown algorithm", field="algorithm")
+    # The stubs type a proto enum's value as a NewType of int, the table's keys as its members.
     return _ALGORITHMS[value]  # type: ignore[index]
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.authenticator import Authenticator
 from meshplate_core.channels import AUTHORIZATION
 from meshplate_core.errors import InvalidArgumentError, UnauthenticatedError
+from meshplate_core.interceptors import Context
 from users.accounts import Accounts
 from users.domain import (
     Actor,
@@ -32,7 +32,6 @@ from users.domain import (
 )
 from users.posts import Posts
 
-Context = grpc.aio.ServicerContext[Any, Any]
 # How long a write waits for the revocation list at start (replayed in milliseconds) before it is
 # refused as UNAVAILABLE.
 _SYNC_WAIT_S = 2.0
