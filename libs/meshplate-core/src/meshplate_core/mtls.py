@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRUST_DOMAIN = "meshplate"
 # A Kubernetes TLS secret's keys, as cert-manager writes them.
@@ -80,53 +82,55 @@ class Tls:
             return (0, 0, 0)
         return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
-    def server_credentials(self) -> grpc.ServerCredentials:
-        """Credentials of a server that requires a client certificate of its CA, read again from
-        the folder on the next connection after the certificate changed."""
-        material = self.read()
+    def on_renewal(self, build: Callable[[], T]) -> Callable[[], T | None]:
+        """A check cheap enough for every handshake (one stat): None while `tls.crt` is the one
+        seen last, else `build()` made again from the renewed files (None too, logged, when they
+        are caught half-written: the current ones are kept, and the next check tries again)."""
         seen = [self.version()]
 
-        def configuration(material: Material) -> Any:
+        def renewed() -> T | None:
+            version = self.version()
+            if version == seen[0]:
+                return None
+            try:
+                fresh = build()
+            except (TlsFilesError, ssl.SSLError) as exc:
+                log.warning("keeping the current certificate: %s", exc)
+                return None
+            seen[0] = version
+            log.info("using a renewed certificate from %s", self.folder)
+            return fresh
+
+        return renewed
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """Credentials of a server that requires a client certificate of its CA, read again from
+        the folder on the next connection after the certificate changed (gRPC asks before every
+        handshake)."""
+
+        def configuration() -> Any:
+            material = self.read()
             return grpc.ssl_server_certificate_configuration(
                 [(material.key, material.certificate)], root_certificates=material.ca
             )
 
-        def fetch() -> Any:
-            # gRPC asks before every handshake: a stat, and the files only when they changed.
-            current = self.version()
-            if current == seen[0]:
-                return None
-            try:
-                fresh = self.read()
-            except TlsFilesError as exc:
-                log.warning("keeping the current certificate: %s", exc)
-                return None
-            seen[0] = current
-            log.info("serving a renewed certificate from %s", self.folder)
-            return configuration(fresh)
-
+        # None from the fetcher means "no change" to gRPC (its stubs allow no None).
+        fetch: Callable[[], Any] = self.on_renewal(configuration)
         return grpc.dynamic_ssl_server_credentials(
-            configuration(material), fetch, require_client_authentication=True
+            configuration(), fetch, require_client_authentication=True
         )
 
     def http_server_context(self) -> ssl.SSLContext:
         """An HTTPS server's context (the gateway's, for Envoy): a client certificate of the CA
         required, this workload's certificate served, read again on the first handshake after
         `tls.crt` changed."""
-        seen = [self.version()]
         current = [self._http_context()]
+        renewed = self.on_renewal(self._http_context)
 
         def renew(connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
             # OpenSSL asks this at every ClientHello, before the certificate is chosen.
-            version = self.version()
-            if version != seen[0]:
-                try:
-                    current[0] = self._http_context()
-                except (TlsFilesError, ssl.SSLError) as exc:
-                    log.warning("keeping the current certificate: %s", exc)
-                else:
-                    seen[0] = version
-                    log.info("serving a renewed certificate from %s", self.folder)
+            if (fresh := renewed()) is not None:
+                current[0] = fresh
             connection.context = current[0]
 
         current[0].sni_callback = renew

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, cast
 
 import grpc
 
-from meshplate_core.mtls import Tls, TlsFilesError
-
-log = logging.getLogger(__name__)
+from meshplate_core.mtls import Tls
 
 Open = Callable[[], grpc.aio.Channel]
 
@@ -32,11 +29,9 @@ class RenewingChannel(grpc.aio.Channel):
     def __init__(
         self, open_channel: Open, tls: Tls, *, check_s: float = 10.0, grace_s: float = 60.0
     ):
-        self._open = open_channel
-        self._tls = tls
+        self._renewed = tls.on_renewal(open_channel)
         self._check_s = check_s
         self._grace_s = grace_s
-        self._version = tls.version()
         self._channel = open_channel()
         self._next_check = time.monotonic() + check_s
         self._retiring: set[asyncio.Task[None]] = set()
@@ -46,18 +41,12 @@ class RenewingChannel(grpc.aio.Channel):
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + self._check_s
-            if (version := self._tls.version()) != self._version:
-                self._renew(version)
+            if (fresh := self._renewed()) is not None:
+                self._retire_later(self._channel)
+                self._channel = fresh
         return self._channel
 
-    def _renew(self, version: tuple[int, int, int]) -> None:
-        try:
-            fresh = self._open()
-        except TlsFilesError as exc:
-            log.warning("keeping the current certificate: %s", exc)
-            return
-        old, self._channel, self._version = self._channel, fresh, version
-        log.info("calling with a renewed certificate from %s", self._tls.folder)
+    def _retire_later(self, old: grpc.aio.Channel) -> None:
         task = asyncio.get_running_loop().create_task(self._retire(old))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
