@@ -40,7 +40,6 @@ from users.settings import Settings as UsersSettings
 from worker.settings import Settings as WorkerSettings
 
 SERVICES = ("auth", "users", "ratelimit", "worker", "gateway")
-DATABASES = ("auth", "users", "ratelimit")
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -90,12 +89,12 @@ def _identities(env: dict[str, str], names: list[str]) -> dict[str, Path]:
 
 def _migrate(env: dict[str, str]) -> dict[str, str]:
     """Each database service's migrations (and start-up data) as a one-shot process, all at
-    once, before anything serves, as a cluster's migration Jobs run them: the services then
-    start without Alembic (about 12 MiB less each). The settings that tell them so; a failed
-    migration's output is printed and RuntimeError raised."""
-    names = [
-        n for n in DATABASES if env.get(f"{n.upper()}_MIGRATE_ON_START", "").lower() != "false"
-    ]
+    once, before anything serves, as a cluster's migration Jobs run them (those whose settings
+    say `MIGRATE_ON_START`): the services then start without Alembic (about 12 MiB less each).
+    The settings that tell them so; a failed migration's output is printed and RuntimeError
+    raised."""
+    settings = {"auth": AuthSettings(), "users": UsersSettings(), "ratelimit": RateLimitSettings()}
+    names = [name for name, each in settings.items() if each.migrate_on_start]
     runs = {
         name: subprocess.Popen(
             [sys.executable, "-m", name, "migrate"],
@@ -116,13 +115,6 @@ def _migrate(env: dict[str, str]) -> dict[str, str]:
     if failed:
         raise RuntimeError("\n".join(failed))
     return {f"{name.upper()}_MIGRATE_ON_START": "false" for name in names}
-
-
-def _tls_environment(env: dict[str, str], folder: Path) -> dict[str, str]:
-    """A service's `TLS_DIR`, unless the run is plaintext (GRPC_PLAINTEXT=true)."""
-    if env.get("GRPC_PLAINTEXT", "").lower() in ("1", "true", "yes", "on"):
-        return {}
-    return {"TLS_DIR": str(folder)}
 
 
 def _edge_limit(env: dict[str, str]) -> tuple[int, int] | None:
@@ -226,7 +218,8 @@ def main() -> int:
                 {
                     **OWN_ENVIRONMENT.get(name, {}),
                     **env,
-                    **(_tls_environment(env, identities[name]) if name in SERVICES else {}),
+                    # Its certificate (unused when GRPC_PLAINTEXT=true: plaintext wins).
+                    **({"TLS_DIR": str(identities[name])} if name in SERVICES else {}),
                 },
             )
             for name, argv in commands.items()

@@ -62,24 +62,22 @@ def http_ok(url: str, tls: Tls | None = None) -> bool:
 
 def main(argv: list[str]) -> int:
     """The exit code for `argv` (see the module docstring)."""
-    if len(argv) == 3 and argv[0] == "grpc":
+    grpc_probe = len(argv) == 3 and argv[0] == "grpc"
+    http_probe = len(argv) == 2 and argv[0] == "http"
+    if not (grpc_probe or http_probe):
+        print(__doc__, file=sys.stderr)  # noqa: T201
+        return 2
+    tls = None
+    if grpc_probe or argv[1].startswith("https:"):
         try:
+            # The workload's own certificate, as the service itself reads it.
             tls = ServiceSettings().tls()
         except ValueError as exc:
             print(exc, file=sys.stderr)  # noqa: T201
             return 1
+    if grpc_probe:
         return 0 if grpc_serving(argv[1], argv[2], tls) else 1
-    if len(argv) == 2 and argv[0] == "http":
-        tls = None
-        if argv[1].startswith("https:"):
-            try:
-                tls = ServiceSettings().tls()
-            except ValueError as exc:
-                print(exc, file=sys.stderr)  # noqa: T201
-                return 1
-        return 0 if http_ok(argv[1], tls) else 1
-    print(__doc__, file=sys.stderr)  # noqa: T201
-    return 2
+    return 0 if http_ok(argv[1], tls) else 1
 
 
 if __name__ == "__main__":
