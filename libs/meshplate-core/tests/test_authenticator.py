@@ -50,17 +50,7 @@ def _token(key: Key, *, expires_in_s: float = 60) -> str:
 async def test_a_key_auth_stops_publishing_stops_being_trusted() -> None:
     old, new = Key("old"), Key("new")
     published = [old.jwk, new.jwk]
-
-    async def fetch() -> list[dict[str, str]]:
-        return list(published)
-
-    revocations = RevocationList()
-    revocations.synced.set()
-    authenticator = Authenticator(
-        TokenVerifier(fetch, issuer="meshplate-auth", audience="meshplate", ttl_s=0.05),
-        revocations,
-    )
-    await authenticator.load_keys()
+    authenticator = await _authenticator(published, ttl_s=0.05)
     remembered = _token(old)
     assert (await authenticator.authenticate(remembered)).user_id == 7
 
@@ -75,9 +65,13 @@ async def test_a_key_auth_stops_publishing_stops_being_trusted() -> None:
 
 
 async def _authenticator(
-    *keys: Key, revocations: RevocationList | None = None, cache_size: int = 10_000
+    published: list[dict[str, str]],
+    *,
+    revocations: RevocationList | None = None,
+    **verifier: Any,
 ) -> Authenticator:
-    published = [key.jwk for key in keys]
+    """An authenticator whose auth publishes `published` (as it is at each fetch), keys loaded;
+    `verifier`: TokenVerifier's options."""
 
     async def fetch() -> list[dict[str, str]]:
         return list(published)
@@ -86,7 +80,7 @@ async def _authenticator(
         revocations = RevocationList()
         revocations.synced.set()
     authenticator = Authenticator(
-        TokenVerifier(fetch, issuer="meshplate-auth", audience="meshplate", cache_size=cache_size),
+        TokenVerifier(fetch, issuer="meshplate-auth", audience="meshplate", **verifier),
         revocations,
     )
     await authenticator.load_keys()
@@ -97,7 +91,7 @@ async def test_a_remembered_token_is_refused_once_revoked() -> None:
     key = Key("k")
     revocations = RevocationList()
     revocations.synced.set()
-    authenticator = await _authenticator(key, revocations=revocations)
+    authenticator = await _authenticator([key.jwk], revocations=revocations)
     token = _token(key)
     claims = await authenticator.authenticate(token)
 
@@ -115,7 +109,7 @@ async def test_a_remembered_token_is_refused_once_revoked() -> None:
 
 async def test_a_remembered_token_is_refused_once_expired() -> None:
     key = Key("k")
-    authenticator = await _authenticator(key)
+    authenticator = await _authenticator([key.jwk])
     token = _token(key, expires_in_s=1 - LEEWAY_S)
     assert (await authenticator.authenticate(token)).user_id == 7
 
@@ -127,7 +121,7 @@ async def test_a_remembered_token_is_refused_once_expired() -> None:
 
 async def test_the_memory_of_tokens_is_bounded_and_keeps_working() -> None:
     key = Key("k")
-    authenticator = await _authenticator(key, cache_size=10)
+    authenticator = await _authenticator([key.jwk], cache_size=10)
     tokens = [_token(key) for _ in range(25)]
 
     verified = [await authenticator.authenticate(token) for token in tokens * 2]
@@ -140,17 +134,7 @@ async def test_the_memory_of_tokens_is_bounded_and_keeps_working() -> None:
 async def test_tokens_wait_for_keys_never_fetched_rather_than_being_refused() -> None:
     key = Key("k")
     published: list[dict[str, str]] = []
-
-    async def fetch() -> list[dict[str, str]]:
-        return list(published)
-
-    revocations = RevocationList()
-    revocations.synced.set()
-    authenticator = Authenticator(
-        TokenVerifier(fetch, issuer="meshplate-auth", audience="meshplate", refetch_s=0.05),
-        revocations,
-    )
-    await authenticator.load_keys()
+    authenticator = await _authenticator(published, refetch_s=0.05)
     token = _token(key)
     with pytest.raises(UnavailableError):
         await authenticator.authenticate(token)
