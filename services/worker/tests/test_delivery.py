@@ -15,8 +15,7 @@ from meshplate_core.events import Event
 from meshplate_core.jobs import Job, JobStore
 from meshplate_core.streams import encode
 from worker.app import Worker, build_worker, create_groups
-from worker.kind import JobKind
-from worker.outcomes import PermanentError
+from worker.kinds import JobKind, PermanentError
 from worker.settings import Settings
 
 

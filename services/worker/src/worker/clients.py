@@ -14,7 +14,7 @@ from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.channels import call_metadata, open_channel
 from meshplate_core.mtls import Tls
-from worker.outcomes import PermanentError
+from worker.kinds import PermanentError
 
 PAGE_SIZE = 100
 # Answers that may change on a later attempt; any other failure is the job's for good.

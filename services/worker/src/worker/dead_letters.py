@@ -16,7 +16,7 @@ from typing import Any
 from meshplate_core.jobs import JobStore
 from meshplate_core.streams import as_text
 from worker.delivery import DEAD_PREFIX
-from worker.kind import dead_stream
+from worker.kinds import dead_stream
 
 # KEYS: dead-letter stream, source stream, record. ARGV: dead entry id, job id, now (ISO),
 # ttl (s), owner id or "", "1" for a system job, then the original fields (flat).

@@ -20,7 +20,7 @@ from typing import Literal
 
 import aiosmtplib
 
-from worker.outcomes import PermanentError
+from worker.kinds import PermanentError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from meshplate_core.metrics import export_counters, export_gauges
 from meshplate_core.streams import as_text
-from worker.kind import JobKind
+from worker.kinds import JobKind
 
 
 class QueueDepth:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Protocol
 
 from meshplate_core.events import Event
-from worker.kind import JobKind
+from worker.kinds import JobKind
 
 
 class PurgeRequested(Event):

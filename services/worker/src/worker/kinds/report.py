@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import ClassVar, Protocol
 
 from meshplate_core.events import Event
-from worker.kind import JobKind
+from worker.kinds import JobKind
 
 NO_TIER = "(none)"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from meshplate_core.events import SampleTaskRequested
-from worker.kind import JobKind
+from worker.kinds import JobKind
 
 
 def sample_result(message: str) -> str:

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 from email.utils import formataddr
 
 from meshplate_core.events import UserRegistered
-from worker.kind import JobKind
+from worker.kinds import JobKind
 from worker.mail import Mailer
 
 
