@@ -121,6 +121,9 @@ def _broker(settings: Settings, kinds: list[JobKind[Any]], deliveries: Deliverie
         # Running jobs get most of the grace period, then are cancelled (handed back); the rest
         # is for writing the hand-backs and closing.
         graceful_timeout=settings.shutdown_grace_s * 0.7,
+        # Handlers take the entry as read: no dependency injection to resolve per message (a
+        # quarter of the worker's CPU per job).
+        apply_types=False,
         # Our JSON lines; FastStream's per-message "Received"/"Processed" only at DEBUG.
         logger=logging.getLogger("faststream.broker"),
         log_level=logging.DEBUG,
