@@ -74,6 +74,7 @@ async def until_finished(jobs: JobStore, job_id: str, *, timeout_s: float = 10) 
 
 async def enqueue(client: redis.Redis, *chores: Chore) -> None:
     for chore in chores:
+        # redis-py's stubs want a dict of its own invariant key and value unions.
         await client.xadd(Chore.STREAM, encode(chore))  # type: ignore[arg-type]
 
 

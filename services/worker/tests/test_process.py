@@ -42,6 +42,7 @@ def worker_starter(stack: AsyncExitStack, redis_url: str) -> Start:
                 **{f"WORKER_{name.upper()}": value for name, value in env.items()},
             },
         )
+        # Where its /health answers, noted on the process for the test (not one of its fields).
         process.http_port = port  # type: ignore[attr-defined]
         await process.start()
         stack.push_async_callback(process.terminate, timeout_s=20)
@@ -96,7 +97,7 @@ async def test_health_ready_follows_redis_and_sigterm_exits_cleanly(
     start_worker: Start, flushed_redis: str
 ) -> None:
     worker = await start_worker()
-    base = f"http://127.0.0.1:{worker.http_port}"  # type: ignore[attr-defined]
+    base = f"http://127.0.0.1:{worker.http_port}"  # type: ignore[attr-defined]  # noted at start
     async with httpx.AsyncClient(base_url=base, timeout=3) as client:
         alive = await client.get("/health")
         ready = await client.get("/health/ready")

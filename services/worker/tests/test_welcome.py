@@ -15,11 +15,17 @@ from meshplate_core.streams import encode
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 from meshplate_testing.smtp import Mailbox, smtp_server
+from worker.app import Worker
 from worker.dead_letters import replay
 from worker.kinds.welcome import welcome_message
 from worker.mail import Mailer, Relay
 
 from .test_delivery import running, until_finished
+
+
+async def publish(worker: Worker, event: UserRegistered) -> None:
+    # redis-py's stubs want a dict of its own invariant key and value unions.
+    await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -38,7 +44,7 @@ async def test_one_welcome_email_per_event_even_when_delivered_twice(
     event = ann()
     async with running(flushed_redis, smtp_port=mailbox.port) as worker:
         for _ in range(2):
-            await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+            await publish(worker, event)
         job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
         await asyncio.sleep(0.5)
 
@@ -54,7 +60,7 @@ async def test_a_deferring_relay_is_retried(flushed_redis: str, mailbox: Mailbox
     mailbox.refuse(451, times=2)
     event = ann()
     async with running(flushed_redis, smtp_port=mailbox.port) as worker:
-        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        await publish(worker, event)
         job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
 
     assert (job.status, job.attempts) == ("succeeded", 3)
@@ -65,7 +71,7 @@ async def test_a_refused_address_is_dead_at_once(flushed_redis: str, mailbox: Ma
     mailbox.refuse(550)
     event = ann()
     async with running(flushed_redis, smtp_port=mailbox.port) as worker:
-        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        await publish(worker, event)
         job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
         dead: Any = await worker.jobs.redis.xrange("worker.dead.welcome-email")
 
@@ -81,7 +87,7 @@ async def test_an_unreachable_relay_ends_dead_after_the_allowed_deliveries(
 ) -> None:
     event = ann()
     async with running(flushed_redis, smtp_port=free_port()) as worker:
-        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        await publish(worker, event)
         job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
 
     assert (job.status, job.attempts) == ("dead", 3)
@@ -96,7 +102,7 @@ async def test_dead_jobs_are_listed_and_replayed_from_the_command_line(
     event = ann()
     job_id = f"welcome-email-{event.event_id}"
     async with running(flushed_redis, smtp_port=mailbox.port) as worker:
-        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        await publish(worker, event)
         dead = await until_finished(worker.jobs, job_id)
         listed = await _cli(flushed_redis, "dead", "welcome-email")
         replayed = await _cli(flushed_redis, "replay", "welcome-email")
@@ -129,7 +135,7 @@ async def test_a_replayed_job_gets_a_whole_record_even_after_its_own_expired(
     event = ann()
     job_id = f"welcome-email-{event.event_id}"
     async with running(flushed_redis, smtp_port=mailbox.port) as worker:
-        await worker.jobs.redis.xadd(UserRegistered.STREAM, encode(event))  # type: ignore[arg-type]
+        await publish(worker, event)
         await until_finished(worker.jobs, job_id)
         await worker.jobs.redis.delete(JobStore.key(job_id))  # expired
         replayed = await replay(worker.jobs, "welcome-email")
