@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.ratelimit.v1 import ratelimit_pb2
 from meshplate_core.errors import UnavailableError
+from meshplate_core.transactions import Database
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.windows import clear_of_window_edge, seconds_off_window_edge
 from ratelimit.limiter import Limiter
@@ -180,7 +181,11 @@ async def test_the_decision_costs_one_redis_round_trip(
     calls: list[str] = []
     redis = counting_redis(settings.redis_url, calls)
     limiter = Limiter(
-        engine=engine, redis=redis, default_limit=10, default_period_s=60, fail_open=True
+        database=Database(engine),
+        redis=redis,
+        default_limit=10,
+        default_period_s=60,
+        fail_open=True,
     )
     await limiter.check("user:1", 1, "/api/v1/x", 1)
     calls.clear()
@@ -198,7 +203,11 @@ async def test_checks_made_together_cost_one_redis_round_trip(
     calls: list[str] = []
     redis = counting_redis(settings.redis_url, calls)
     limiter = Limiter(
-        engine=engine, redis=redis, default_limit=10, default_period_s=60, fail_open=True
+        database=Database(engine),
+        redis=redis,
+        default_limit=10,
+        default_period_s=60,
+        fail_open=True,
     )
     await limiter.check("user:0", 1, "/api/v1/x", 1)
     calls.clear()
@@ -259,7 +268,7 @@ async def test_subjects_over_their_limit_are_not_counted_and_cost_one_round_trip
     calls: list[str] = []
     redis = counting_redis(settings.redis_url, calls)
     limiter = Limiter(
-        engine=engine, redis=redis, default_limit=2, default_period_s=60, fail_open=True
+        database=Database(engine), redis=redis, default_limit=2, default_period_s=60, fail_open=True
     )
     for _ in range(3):
         await limiter.check("ip:1.2.3.4", None, "/api/v1/x", 1)
@@ -331,7 +340,7 @@ async def test_a_redis_answering_too_late_is_decided_without_then_used_again(
     async with TcpProxy(url.hostname or "127.0.0.1", url.port or 6379) as proxy:
         redis = Redis.from_url(url._replace(netloc=f"127.0.0.1:{proxy.port}").geturl())
         limiter = Limiter(
-            engine=engine,
+            database=Database(engine),
             redis=redis,
             default_limit=10,
             default_period_s=60,
@@ -364,7 +373,11 @@ async def test_a_redis_that_lost_the_script_is_given_it_again(
     engine: AsyncEngine, settings: Any, redis_client: Redis
 ) -> None:
     limiter = Limiter(
-        engine=engine, redis=redis_client, default_limit=10, default_period_s=60, fail_open=False
+        database=Database(engine),
+        redis=redis_client,
+        default_limit=10,
+        default_period_s=60,
+        fail_open=False,
     )
     try:
         await limiter.check("user:1", 1, "/api/v1/x", 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from users.domain import Registration
+from users.domain.users import Registration
 
 
 def make_registration(**overrides: str) -> Registration:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from meshplate_core.errors import InvalidArgumentError
-from users.domain import normalize_email, parse_registration
+from users.domain.users import normalize_email, parse_registration
 
 VALID = {"name": "Ann Lee", "username": "ann", "email": "ann@example.com", "password": "12345678"}
 

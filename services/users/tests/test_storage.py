@@ -9,15 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate_core.database import migrate, open_engine
-from users.domain import (
-    EmailTakenError,
-    PageRequest,
-    TierInUseError,
-    TierNameTakenError,
-    UserChanges,
-    UsernameTakenError,
-    UserNotFoundError,
-)
+from users.domain.pages import PageRequest
+from users.domain.tiers import TierInUseError, TierNameTakenError
+from users.domain.users import EmailTakenError, UserChanges, UsernameTakenError, UserNotFoundError
 from users.server import MIGRATIONS
 from users.storage.posts import listing_statement
 from users.storage.tiers import TierStore

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth.callers import callers
 from auth.directory import UsersDirectory
@@ -31,6 +30,7 @@ from meshplate_core.grpc_server import Register
 from meshplate_core.outbox import Outbox
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.streams import consume
+from meshplate_core.transactions import Database, Engine
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
@@ -58,7 +58,7 @@ def issuer_for(settings: Settings) -> TokenIssuer:
 
 @contextlib.asynccontextmanager
 async def build(
-    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
+    engine: Engine, *, settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[Register]:
     """The servicer with its relay and its reaction to deleted users running (tests use this).
     Its RPCs are counted by the server; it keeps no tallies of its own for `registry`."""
@@ -78,7 +78,7 @@ async def build(
         keep_s={TokensRevoked.STREAM: issuer.access_lifetime.total_seconds()},
     )
     sessions = Sessions(
-        engine=engine,
+        database=Database(engine),
         outbox=outbox,
         issuer=issuer,
         users=UsersDirectory(channel, timeout_s=settings.rpc_timeout_s),

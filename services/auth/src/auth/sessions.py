@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from auth.directory import UsersDirectory
 from auth.domain import InvalidRefreshTokenError, TokenPair
 from auth.issuer import TokenIssuer
@@ -20,6 +18,7 @@ from auth.storage.sessions import SessionStore
 from meshplate_core.events import TokensRevoked
 from meshplate_core.outbox import Outbox
 from meshplate_core.tokens import Claims, InvalidTokenError, TokenType, verify
+from meshplate_core.transactions import Connection, Database
 
 
 def _now() -> datetime:
@@ -32,14 +31,12 @@ class Sessions:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        database: Database,
         outbox: Outbox,
         issuer: TokenIssuer,
         users: UsersDirectory,
     ) -> None:
-        self._engine = engine
-        # For one statement that announces nothing: no BEGIN and COMMIT around it.
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._database = database
         self._outbox = outbox
         self._issuer = issuer
         self._users = users
@@ -47,8 +44,8 @@ class Sessions:
         self._public_keys = {key.kid: key.private.public_key() for key in issuer.keys.published}
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.begin() as conn:
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        async with self._database.transaction() as conn:
             yield conn
         self._outbox.notify()
 
@@ -81,7 +78,8 @@ class Sessions:
         )
         family_id = str(uuid.uuid4())
         pair = self._issuer.pair(subject, family_id=family_id)
-        async with self._autocommit.connect() as conn:
+        # One statement that announces nothing: no BEGIN and COMMIT around it.
+        async with self._database.autocommit() as conn:
             await self._store.open_family(
                 conn,
                 family_id=family_id,
@@ -156,7 +154,7 @@ class Sessions:
     async def authenticate(self, access_token: str) -> Claims:
         """The claims of a valid, unrevoked access token."""
         claims = self._verify(access_token, "access")
-        async with self._engine.connect() as conn:
+        async with self._database.connection() as conn:
             if await self._store.token_revoked(conn, claims.token_id) or (
                 claims.family_id and await self._store.family_revoked(conn, claims.family_id)
             ):
@@ -185,12 +183,12 @@ class Sessions:
             )
 
     async def _revoked_for_user(self, claims: Claims) -> bool:
-        async with self._engine.connect() as conn:
+        async with self._database.connection() as conn:
             before = await self._store.user_revoked_before(conn, claims.user_id)
         return before is not None and claims.issued_at < before.timestamp()
 
     async def _revoke_family(
-        self, conn: AsyncConnection, user_id: int, family_id: str, now: datetime
+        self, conn: Connection, user_id: int, family_id: str, now: datetime
     ) -> None:
         if await self._store.revoke_family(conn, family_id, now=now) is not None:
             await self._outbox.add(conn, self._revocation(user_id, now, family_id=family_id))

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate_core.batching import Batcher
 from meshplate_core.errors import UnavailableError
+from meshplate_core.transactions import Database
 from ratelimit.counters import VERSION_KEY, Count, Counters, StaleRulesError
 from ratelimit.domain import (
     DEFAULT_PATH,
@@ -60,7 +60,7 @@ class LimiterStats:
 class Limiter:
     """Decides whether a subject may make a request."""
 
-    engine: AsyncEngine
+    database: Database
     redis: Redis
     default_limit: int
     default_period_s: int
@@ -94,7 +94,7 @@ class Limiter:
         lands meanwhile makes the next check reload again rather than be missed)."""
         async with self._reload_lock:
             version = await self.redis.get(VERSION_KEY)
-            async with self.engine.connect() as conn:
+            async with self.database.connection() as conn:
                 rules = await RuleStore().all(conn)
             books: dict[int, list[Rule]] = {}
             for rule in rules:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from meshplate_core.errors import InvalidArgumentError
+from meshplate_core.transactions import Database
 from ratelimit.domain import Algorithm, Rule, check_bounds, normalize_path
 from ratelimit.limiter import Limiter
 from ratelimit.storage.rules import RuleStore
@@ -24,8 +23,8 @@ def _check_name(name: str) -> str:
 class Rules:
     """Create, read, change and delete rules."""
 
-    def __init__(self, engine: AsyncEngine, limiter: Limiter) -> None:
-        self._engine = engine
+    def __init__(self, database: Database, limiter: Limiter) -> None:
+        self._database = database
         self._limiter = limiter
         self._store = RuleStore()
 
@@ -43,14 +42,14 @@ class Rules:
             "name": _check_name(name) if name else f"tier{tier_id}:{path}"[:100],
             "algorithm": algorithm.value,
         }
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             rule = await self._store.create(conn, values)
         await self._limiter.rules_changed()
         return rule
 
     async def get(self, tier_id: int, rule_id: int) -> Rule:
         """One rule of a tier."""
-        async with self._engine.connect() as conn:
+        async with self._database.connection() as conn:
             return await self._store.get(conn, tier_id, rule_id)
 
     async def page(self, tier_id: int, page: int, size: int) -> tuple[list[Rule], int]:
@@ -59,7 +58,7 @@ class Rules:
             raise InvalidArgumentError("page must be at least 1", field="page")
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise InvalidArgumentError("items_per_page must be 1 to 100", field="items_per_page")
-        async with self._engine.connect() as conn:
+        async with self._database.connection() as conn:
             return await self._store.page(conn, tier_id, offset=(page - 1) * size, size=size)
 
     async def change(self, tier_id: int, rule_id: int, changes: dict[str, Any]) -> Rule:
@@ -71,7 +70,7 @@ class Rules:
             values["name"] = _check_name(values["name"])
         if "algorithm" in values:
             values["algorithm"] = values["algorithm"].value
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             current = await self._store.get(conn, tier_id, rule_id)
             check_bounds(
                 limit=values.get("limit", current.limit),
@@ -83,6 +82,6 @@ class Rules:
 
     async def delete(self, tier_id: int, rule_id: int) -> None:
         """Remove a rule."""
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             await self._store.delete(conn, tier_id, rule_id)
         await self._limiter.rules_changed()

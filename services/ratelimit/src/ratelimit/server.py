@@ -11,7 +11,6 @@ from pathlib import Path
 import grpc
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from envoy_rls import rls_pb2_grpc
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
@@ -20,6 +19,7 @@ from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.streams import Follower
+from meshplate_core.transactions import Database, Engine
 from ratelimit.callers import callers
 from ratelimit.envoy import EnvoyRateLimitService
 from ratelimit.limiter import Limiter
@@ -34,7 +34,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 @contextlib.asynccontextmanager
 async def build(
-    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
+    engine: Engine, *, settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[Register]:
     """The servicer graph, ready to be added to a server (tests use this too)."""
     redis = Redis.from_url(
@@ -42,8 +42,9 @@ async def build(
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
     )
+    database = Database(engine)
     limiter = Limiter(
-        engine=engine,
+        database=database,
         redis=redis,
         default_limit=settings.default_limit,
         default_period_s=settings.default_period_s,
@@ -69,7 +70,7 @@ async def build(
     follower_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
     follower = Follower(follower_redis, UserTierChanged, tiers.apply)
     following = asyncio.create_task(follower.run())
-    servicer = RateLimitService(limiter, Rules(engine, limiter), tiers)
+    servicer = RateLimitService(limiter, Rules(database, limiter), tiers)
     envoy = EnvoyRateLimitService(limiter, tiers, domain=settings.envoy_domain)
 
     def register(server: grpc.aio.Server) -> None:

@@ -10,18 +10,17 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
 from meshplate_core.errors import InvalidArgumentError
 from meshplate_core.events import UserDeleted, UserRegistered, UserTierChanged
 from meshplate_core.outbox import Outbox
+from meshplate_core.transactions import Connection, Database
 from users.cache import Codec, ReadCache, dataclass_codec, id_generation, name_generation
-from users.domain import (
-    Actor,
+from users.domain.actors import Actor
+from users.domain.pages import PageRequest
+from users.domain.tiers import Tier
+from users.domain.users import (
     InvalidCredentialsError,
-    PageRequest,
     Registration,
-    Tier,
     User,
     UserChanges,
     normalize_email,
@@ -39,16 +38,13 @@ class Accounts:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        database: Database,
         outbox: Outbox,
         hasher: PasswordHasher,
         default_tier_name: str,
         cache: ReadCache,
     ) -> None:
-        self._engine = engine
-        # Reads need no BEGIN and ROLLBACK around them: under READ COMMITTED each statement
-        # sees its own snapshot either way.
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._database = database
         self._outbox = outbox
         self._cache = cache
         self._hasher = hasher
@@ -57,16 +53,18 @@ class Accounts:
         self.tiers = TierStore()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self) -> AsyncIterator[Connection]:
         """One transaction; the outbox relay is woken once it has committed."""
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             yield conn
         self._outbox.notify()
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
+    async def reading(self) -> AsyncIterator[Connection]:
         """A connection for reads."""
-        async with self._reader.connect() as conn:
+        # Reads need no BEGIN and ROLLBACK around them: under READ COMMITTED each statement
+        # sees its own snapshot either way.
+        async with self._database.autocommit() as conn:
             yield conn
 
     async def register(

@@ -6,16 +6,11 @@ commit, so the next read anywhere sees it (see cache.py).
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
+from meshplate_core.transactions import Database
 from users.cache import Codec, ReadCache, dataclass_codec, name_generation, post_generation
-from users.domain import (
-    Actor,
-    NewPost,
-    PageRequest,
-    Post,
-    PostChanges,
-)
+from users.domain.actors import Actor
+from users.domain.pages import PageRequest
+from users.domain.posts import NewPost, Post, PostChanges
 from users.storage.posts import PostStore
 from users.storage.users import UserStore
 
@@ -29,8 +24,8 @@ _PAGE: Codec[tuple[list[Post], int]] = Codec(
 class Posts:
     """Writing, reading and listing posts."""
 
-    def __init__(self, *, engine: AsyncEngine, cache: ReadCache) -> None:
-        self._engine = engine
+    def __init__(self, *, database: Database, cache: ReadCache) -> None:
+        self._database = database
         self._cache = cache
         self._store = PostStore()
         self._users = UserStore()
@@ -38,7 +33,7 @@ class Posts:
     async def create(self, actor: Actor, author_id: int, new: NewPost) -> Post:
         """A new post by `author_id`, written by that author or a superuser."""
         actor.require_owner(author_id)
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             author = await self._users.get_by_id(conn, author_id)
             post = await self._store.create(conn, author_id, new)
         await self._cache.bump(name_generation(author.username))
@@ -48,7 +43,7 @@ class Posts:
         """A live post of the live user with this username."""
 
         async def load() -> Post:
-            async with self._engine.connect() as conn:
+            async with self._database.connection() as conn:
                 return await self._store.get(conn, post_id, author_username)
 
         return await self._cache.read(
@@ -62,7 +57,7 @@ class Posts:
         """One page of an author's posts, newest first, and their total."""
 
         async def load() -> tuple[list[Post], int]:
-            async with self._engine.connect() as conn:
+            async with self._database.connection() as conn:
                 return await self._store.page(conn, author_username, request)
 
         return await self._cache.read(
@@ -76,7 +71,7 @@ class Posts:
         self, actor: Actor, post_id: int, author_username: str, changes: PostChanges
     ) -> Post:
         """Apply `changes`; only the author or a superuser may, whatever the path says."""
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             post = await self._store.get(conn, post_id, author_username)
             actor.require_owner(post.created_by_user_id)
             changed = await self._store.change(conn, post_id, changes)
@@ -85,7 +80,7 @@ class Posts:
 
     async def delete(self, actor: Actor, post_id: int, author_username: str, *, hard: bool) -> None:
         """Soft-delete (author or superuser) or remove (superuser only) a post."""
-        async with self._engine.begin() as conn:
+        async with self._database.transaction() as conn:
             post = await self._store.get(conn, post_id, author_username)
             if hard:
                 actor.require_superuser()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
@@ -22,11 +21,12 @@ from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
 from meshplate_core.revocations import RevocationList
 from meshplate_core.runner import migrate_database, serve_database_service
+from meshplate_core.transactions import Database, Engine
 from meshplate_core.verifier import FetchKeys, TokenVerifier, published_keys
 from users.accounts import Accounts
 from users.cache import ReadCache
 from users.callers import callers
-from users.domain import parse_registration
+from users.domain.users import parse_registration
 from users.passwords import PasswordHasher
 from users.posts import Posts
 from users.service import UsersService
@@ -55,7 +55,7 @@ def hasher_for(settings: Settings) -> PasswordHasher:
 
 @contextlib.asynccontextmanager
 async def open_accounts(
-    engine: AsyncEngine, *, settings: Settings, registry: CollectorRegistry | None = None
+    engine: Engine, *, settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[tuple[Accounts, Posts]]:
     """The use cases with their outbox relay running; the relay's last round runs on exit."""
     redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -72,17 +72,18 @@ async def open_accounts(
             tallies=cache.stats,
         )
     hasher = hasher_for(settings)
+    database = Database(engine)
     relay = asyncio.create_task(outbox.relay())
     try:
         yield (
             Accounts(
-                engine=engine,
+                database=database,
                 outbox=outbox,
                 hasher=hasher,
                 default_tier_name=settings.default_tier_name,
                 cache=cache,
             ),
-            Posts(engine=engine, cache=cache),
+            Posts(database=database, cache=cache),
         )
     finally:
         hasher.close()
@@ -137,7 +138,7 @@ async def followed_revocations(settings: Settings) -> AsyncIterator[RevocationLi
 
 @contextlib.asynccontextmanager
 async def build(
-    engine: AsyncEngine,
+    engine: Engine,
     *,
     settings: Settings,
     registry: CollectorRegistry | None = None,
@@ -161,7 +162,7 @@ async def build(
         )
 
 
-async def prepare(engine: AsyncEngine, *, settings: Settings) -> None:
+async def prepare(engine: Engine, *, settings: Settings) -> None:
     """Data that must exist before the service serves: the default tier and the first admin."""
     admin = parse_registration(
         name=settings.admin_name,

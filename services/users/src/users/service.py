@@ -18,18 +18,11 @@ from meshplate_core.channels import AUTHORIZATION
 from meshplate_core.errors import InvalidArgumentError, UnauthenticatedError
 from meshplate_core.interceptors import Context
 from users.accounts import Accounts
-from users.domain import (
-    Actor,
-    Post,
-    Tier,
-    User,
-    parse_changes,
-    parse_page,
-    parse_post,
-    parse_post_changes,
-    parse_registration,
-    parse_tier_name,
-)
+from users.domain.actors import Actor
+from users.domain.pages import parse_page
+from users.domain.posts import Post, parse_post, parse_post_changes
+from users.domain.tiers import Tier, parse_tier_name
+from users.domain.users import User, parse_changes, parse_registration
 from users.posts import Posts
 
 # How long a write waits for the revocation list at start (replayed in milliseconds) before it is

@@ -8,14 +8,9 @@ from typing import Any
 from sqlalchemy import Row, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from users.domain import (
-    NewPost,
-    PageRequest,
-    Post,
-    PostChanges,
-    PostNotFoundError,
-    UserNotFoundError,
-)
+from users.domain.pages import PageRequest
+from users.domain.posts import NewPost, Post, PostChanges, PostNotFoundError
+from users.domain.users import UserNotFoundError
 from users.storage.tables import now, post, user
 from users.storage.users import utc
 

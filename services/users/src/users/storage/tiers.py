@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from meshplate_core.database import violated_unique
-from users.domain import PageRequest, Tier, TierInUseError, TierNameTakenError, TierNotFoundError
+from users.domain.pages import PageRequest
+from users.domain.tiers import Tier, TierInUseError, TierNameTakenError, TierNotFoundError
 from users.storage.tables import tier
 from users.storage.users import utc
 

@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from meshplate_core.database import violated_unique
-from users.domain import (
+from users.domain.pages import PageRequest
+from users.domain.users import (
     EmailTakenError,
-    PageRequest,
     Registration,
     User,
     UserChanges,
