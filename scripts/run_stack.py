@@ -11,11 +11,14 @@ gets; their output is prefixed by name. Every gRPC hop is mutual TLS with certif
 CA made under `var/tls` on first start (LOCAL_TLS_ROOT moves it; GRPC_PLAINTEXT=true turns TLS
 off for a run). Waits until /health/ready answers 200 through Envoy and
 prints where everything is. A child that exits
-is reported and the rest keep running, so a service can be stopped and started by hand.
+is reported and the rest keep running, so a service can be stopped and started by hand. Started
+from a terminal, the runner takes the terminal's Ctrl-C for itself (`_own_terminal`), so that
+`make run` ends with the runner's exit code: 0 after a clean stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -26,6 +29,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -259,5 +263,39 @@ def main() -> int:
         shutil.rmtree(edge_config.parent, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _own_terminal() -> Iterator[None]:
+    """While it runs, the runner alone gets the terminal's Ctrl-C. A terminal signals its whole
+    foreground process group: make and uv with the runner. GNU make, interrupted, waits for its
+    recipe and then dies of the signal itself (`make: *** [run] Interrupt`, status 130), however
+    cleanly the stack stopped. So, as a shell does for a job, the runner moves to a process group
+    of its own, makes it the terminal's foreground one, and gives the terminal back when it
+    ends; make then exits with the runner's code. Without a terminal, or when not in its
+    foreground (a test's runner), nothing changes."""
+    try:
+        fd = sys.stdin.fileno()
+        # In the terminal's foreground group, and not its leader (make is, or the shell's job).
+        foreground = os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp() != os.getpid()
+    except (OSError, ValueError):
+        foreground = False
+    if not foreground:
+        yield
+        return
+    previous = os.getpgrp()
+    # A process that sets the terminal's foreground group from outside it is stopped with
+    # SIGTTOU unless it ignores that signal.
+    ttou = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.setpgid(0, 0)
+        os.tcsetpgrp(fd, os.getpgrp())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(fd, previous)
+        signal.signal(signal.SIGTTOU, ttou)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    with _own_terminal():
+        code = main()
+    sys.exit(code)

@@ -1,18 +1,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+import contextvars
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.channels import KEEPALIVE_S, open_channel
+from meshplate_core.channels import KEEPALIVE_S, Caller, open_channel
 from meshplate_core.grpc_server import start
 from meshplate_core.interceptors import Context
+from meshplate_core.logging import request_id
 from meshplate_core.mtls import Tls
+from meshplate_core.tokens import Claims
+from meshplate_core.tracing import extract, span
+
+if TYPE_CHECKING:
+    from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
 
 USERS = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
 
@@ -195,3 +202,129 @@ async def test_calls_spread_over_replicas_and_leave_one_that_reports_it_is_stopp
 
     assert both == ["a", "b"]
     assert after == ["b"]
+
+
+class EchoUsers(users_pb2_grpc.UsersServiceServicer):
+    """Answers GetUser with the metadata it came with (name: the request id, email: the
+    authorization, profile_image_url: the traceparent), after `username` seconds."""
+
+    async def GetUser(  # noqa: N802
+        self, request: users_pb2.GetUserRequest, context: Context
+    ) -> users_pb2.GetUserResponse:
+        await asyncio.sleep(float(request.username or 0))
+        seen = {key: str(value) for key, value in context.invocation_metadata() or ()}
+        return users_pb2.GetUserResponse(
+            user=users_pb2.User(
+                name=seen.get("x-request-id", ""),
+                email=seen.get("authorization", ""),
+                profile_image_url=seen.get("traceparent", ""),
+            )
+        )
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[UsersServiceAsyncStub]:
+    running = await start(
+        lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(EchoUsers(), server),
+        service_name=USERS.full_name,
+    )
+    channel = open_channel(
+        f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0, tls=None, server="users"
+    )
+    yield users_pb2_grpc.UsersServiceStub(channel)
+    await channel.close()
+    await running.server.stop(grace=None)
+
+
+def _claims(token: str) -> Claims:
+    return Claims(
+        user_id=1,
+        token_id="t",
+        type="access",
+        issued_at=0,
+        expires_at=0,
+        tier_id=None,
+        is_superuser=False,
+        family_id=None,
+        token=token,
+    )
+
+
+async def test_a_caller_sends_the_request_id_trace_and_the_users_token(
+    echo: UsersServiceAsyncStub,
+) -> None:
+    call = Caller(timeout_s=2)
+    parent = extract({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"})
+    rid = request_id.set("req-1")
+    try:
+        with span("work", parent=parent):
+            reply = await call(echo.GetUser, users_pb2.GetUserRequest(), user=_claims("tok"))
+    finally:
+        request_id.reset(rid)
+
+    assert reply.user.name == "req-1"
+    assert reply.user.email == "Bearer tok"
+    assert reply.user.profile_image_url.startswith(f"00-{'ab' * 16}-")
+
+
+async def test_a_call_made_for_no_request_carries_no_ones_metadata(
+    echo: UsersServiceAsyncStub,
+) -> None:
+    # What a batch for many requests does (meshplate_core.batching runs it in an empty context).
+    call = Caller(timeout_s=2)
+    rid = request_id.set("req-1")
+    try:
+        reply = await asyncio.get_running_loop().create_task(
+            call(echo.GetUser, users_pb2.GetUserRequest()), context=contextvars.Context()
+        )
+    finally:
+        request_id.reset(rid)
+
+    assert (reply.user.name, reply.user.email, reply.user.profile_image_url) == ("", "", "")
+
+
+async def test_a_caller_ends_a_call_at_its_deadline_or_the_time_left_if_shorter(
+    echo: UsersServiceAsyncStub,
+) -> None:
+    call = Caller(timeout_s=0.3)
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await call(echo.GetUser, users_pb2.GetUserRequest(username="2"))
+    own_deadline = loop.time() - started
+    started = loop.time()
+    with pytest.raises(grpc.aio.AioRpcError) as hurried:
+        await call(echo.GetUser, users_pb2.GetUserRequest(username="2"), within_s=0.05)
+    time_left = loop.time() - started
+    in_time = await call(echo.GetUser, users_pb2.GetUserRequest(username="0.05"), within_s=5)
+
+    assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert hurried.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0.25 < own_deadline < 1.0
+    assert time_left < 0.25
+    assert in_time.user.name == ""
+
+
+async def test_a_caller_gets_idempotent_calls_retried_and_writes_not() -> None:
+    servicer = FlakyUsers()
+    running = await start(
+        lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(servicer, server),
+        service_name=USERS.full_name,
+    )
+    channel = open_channel(
+        f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0, tls=None, server="users"
+    )
+    stub = users_pb2_grpc.UsersServiceStub(channel)
+    call = Caller(timeout_s=2)
+    try:
+        reply = await call(stub.GetUser, users_pb2.GetUserRequest(username="ann"))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(stub.CreateUser, users_pb2.CreateUserRequest())
+    finally:
+        await channel.close()
+        await running.server.stop(grace=None)
+
+    assert reply.user.username == "ann"
+    assert err.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert servicer.calls == {"GetUser": 2, "CreateUser": 1}

@@ -6,7 +6,7 @@ import grpc
 
 from auth.domain import Subject
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.channels import call_metadata
+from meshplate_core.channels import Caller
 from meshplate_core.errors import ResourceExhaustedError, UnavailableError
 from meshplate_core.interceptors import trailer
 from meshplate_core.tokens import InvalidTokenError
@@ -34,7 +34,7 @@ class UsersDirectory:
 
     def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float) -> None:
         self._stub = users_pb2_grpc.UsersServiceStub(channel)
-        self._timeout_s = timeout_s
+        self._call = Caller(timeout_s=timeout_s)
 
     async def check_credentials(
         self, username_or_email: str, password: str, *, time_left_s: float | None = None
@@ -44,11 +44,8 @@ class UsersDirectory:
         request = users_pb2.VerifyCredentialsRequest(
             username_or_email=username_or_email, password=password
         )
-        timeout = self._timeout_s if time_left_s is None else min(self._timeout_s, time_left_s)
         try:
-            reply = await self._stub.VerifyCredentials(
-                request, timeout=timeout, metadata=call_metadata()
-            )
+            reply = await self._call(self._stub.VerifyCredentials, request, within_s=time_left_s)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INVALID_ARGUMENT):
                 raise InvalidCredentialsError() from None
@@ -65,11 +62,7 @@ class UsersDirectory:
     async def subject(self, user_id: int) -> Subject | None:
         """The live user with this id as a token subject, or None when they are gone."""
         try:
-            reply = await self._stub.GetUser(
-                users_pb2.GetUserRequest(id=user_id),
-                timeout=self._timeout_s,
-                metadata=call_metadata(),
-            )
+            reply = await self._call(self._stub.GetUser, users_pb2.GetUserRequest(id=user_id))
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return None

@@ -1,31 +1,27 @@
-"""create_app: the gateway's composition root (channels and clients live in the lifespan)."""
+"""create_app: the gateway's composition root, as named build steps. Channels and clients live in
+the lifespan (`_lifespan`, built from the steps above it); the exception handlers in
+gateway.errors."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import AsyncIterator, MutableMapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, TypedDict
 
 import grpc
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from starlette.exceptions import HTTPException
-from starlette.responses import Response
-from starlette.routing import Match
 
 from gateway.caching import CacheHeadersMiddleware
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
 from gateway.documented import declare_common
-from gateway.errors import NO_STORE, handle_domain_error, handle_rpc_error, handle_unexpected
+from gateway.errors import add_exception_handlers
 from gateway.limiting import RateLimitMiddleware
 from gateway.metrics import MetricsMiddleware, metrics_route
 from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
@@ -40,7 +36,6 @@ from meshplate.users.v1 import users_pb2
 from meshplate_core import heap
 from meshplate_core.authenticator import Authenticator
 from meshplate_core.channels import open_channel
-from meshplate_core.errors import DomainError
 from meshplate_core.metrics import HttpMetrics
 from meshplate_core.process import load_settings
 from meshplate_core.revocations import RevocationList
@@ -70,6 +65,16 @@ class State(TypedDict):
     authenticator: Authenticator
 
 
+@dataclass(frozen=True)
+class _Connections:
+    """What the lifespan opens, and closes at the end: a channel per peer, two Redis clients."""
+
+    channels: dict[str, grpc.aio.Channel]
+    redis: Redis
+    # Blocking reads need a connection of their own, without the short socket timeout.
+    follower: Redis
+
+
 def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
     addresses = {
         "auth": settings.auth_addr,
@@ -89,34 +94,35 @@ def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
     }
 
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    response = await http_exception_handler(request, exc)
-    response.headers.update(NO_STORE)
-    if exc.status_code == 405:
-        response.headers["Allow"] = _allowed(request)
-    return response
+def _connect(settings: Settings) -> _Connections:
+    return _Connections(
+        channels=_channels(settings),
+        redis=Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.rpc_timeout_s,
+            socket_connect_timeout=settings.health_timeout_s,
+        ),
+        follower=Redis.from_url(settings.redis_url, socket_connect_timeout=2),
+    )
 
 
-def _allowed(request: Request) -> str:
-    """Every method some route serves at this path. Starlette names only the methods of the
-    first route whose path matched (each method of a path is a route of its own)."""
-    # A scope of its own: the request's carries what routing left in it for the route it chose.
-    scope = {"type": "http", "path": request.url.path, "root_path": "", "method": request.method}
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+def _authenticator(
+    settings: Settings, auth: AuthClient, revocations: RevocationList
+) -> Authenticator:
+    verifier = TokenVerifier(
+        auth.jwks, issuer=settings.token_issuer, audience=settings.token_audience
+    )
+    return Authenticator(verifier, revocations)
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    # FastAPI's body (each error with the input it refused), written as ASCII JSON: an input
-    # holding a lone surrogate cannot be encoded as UTF-8, and the answer must not fail on it.
-    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
-    return Response(body, status_code=422, media_type="application/json", headers=NO_STORE)
+def _follow(
+    redis: Redis, revocations: RevocationList, reads: ReadModel
+) -> list[asyncio.Task[None]]:
+    """Follow the revocation list and the read model's changes, each in a task of its own."""
+    return [
+        asyncio.create_task(revocations.follow(redis)),
+        asyncio.create_task(reads.follow(redis)),
+    ]
 
 
 async def _warm_up(
@@ -137,6 +143,75 @@ async def _warm_up(
         log.warning("starting without auth's keys or the revocation list; tokens wait for them")
 
 
+def _state(
+    settings: Settings,
+    connections: _Connections,
+    *,
+    auth: AuthClient,
+    authenticator: Authenticator,
+    reads: ReadModel,
+) -> State:
+    channels = connections.channels
+    return State(
+        settings=settings,
+        auth=auth,
+        authenticator=authenticator,
+        users=UsersClient(channels["users"], timeout_s=settings.rpc_timeout_s, reads=reads),
+        ratelimit=RateLimitClient(channels["ratelimit"], timeout_s=settings.rpc_timeout_s),
+        health=HealthClient(
+            {name: (channels[name], PEERS[name].full_name) for name in PEERS},
+            timeout_s=settings.health_timeout_s,
+        ),
+        redis=connections.redis,
+    )
+
+
+async def _stop_following(
+    following: Sequence[asyncio.Task[None]], revocations: RevocationList, reads: ReadModel
+) -> None:
+    # Asked and cancelled; bounded: shutting down must not wait on a read that does not come
+    # back (a cancellation can be absorbed inside the Redis client's read).
+    revocations.stop()
+    reads.stop()
+    for task in following:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        async with asyncio.timeout(_CLOSE_S):
+            await asyncio.gather(*following, return_exceptions=True)
+
+
+async def _disconnect(connections: _Connections) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_CLOSE_S):
+            await connections.follower.aclose()
+            await connections.redis.aclose()
+            await asyncio.gather(*(channel.close() for channel in connections.channels.values()))
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[State]]:
+    """Connect, build the clients, follow and warm up; serve the state; stop following and
+    disconnect."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
+        connections = _connect(settings)
+        auth_client = AuthClient(connections.channels["auth"], timeout_s=settings.rpc_timeout_s)
+        revocations = RevocationList()
+        authenticator = _authenticator(settings, auth_client, revocations)
+        reads = ReadModel(connections.redis, ttl_s=settings.read_model_ttl_s)
+        following = _follow(connections.follower, revocations, reads)
+        await _warm_up(authenticator, revocations, settings.startup_wait_s)
+        try:
+            yield _state(
+                settings, connections, auth=auth_client, authenticator=authenticator, reads=reads
+            )
+        finally:
+            await _stop_following(following, revocations, reads)
+            await _disconnect(connections)
+
+    return lifespan
+
+
 _UNTRACED = frozenset({"/health", "/health/ready", "/health/db", "/health/redis", "/metrics"})
 
 
@@ -144,86 +219,12 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
     return scope.get("path") in _UNTRACED
 
 
-def _hold_flat(app: FastAPI, routers: Sequence[APIRouter]) -> None:
-    """The routers' routes, in order, held by the app's own router. FastAPI keeps an included
-    router as a nested node, matched through per-request contexts: routing a page of posts (the
-    34th route) cost 106 us that way against 34 us held flat, a sixth of the gateway's CPU for
-    that request. Our routers carry only a prefix and tags, which their routes already have (the
-    OpenAPI document is the same); one with more than that must be included instead."""
-    for router in routers:
-        if router.dependencies or router.callbacks or router.responses:
-            raise ValueError(f"{router.prefix or '/'}: include it, its settings apply on include")
-        app.router.routes.extend(router.routes)
-
-
-def from_environment() -> FastAPI:
-    """The application for the settings of the environment: what each of several worker
-    processes serves (see meshplate_core.http_server), its start-up heap settled
-    (meshplate_core.heap)."""
-    app = create_app(load_settings("gateway", Settings))
-    heap.settle()
-    return app
-
-
-def create_app(settings: Settings) -> FastAPI:
-    """The gateway application for these settings."""
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
-        channels = _channels(settings)
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=settings.rpc_timeout_s,
-            socket_connect_timeout=settings.health_timeout_s,
-        )
-        # Blocking reads need a connection of their own, without the short socket timeout.
-        follower_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
-        auth_client = AuthClient(channels["auth"], timeout_s=settings.rpc_timeout_s)
-        revocations = RevocationList()
-        authenticator = Authenticator(
-            TokenVerifier(
-                auth_client.jwks, issuer=settings.token_issuer, audience=settings.token_audience
-            ),
-            revocations,
-        )
-        reads = ReadModel(redis, ttl_s=settings.read_model_ttl_s)
-        following = asyncio.create_task(revocations.follow(follower_redis))
-        following_reads = asyncio.create_task(reads.follow(follower_redis))
-        await _warm_up(authenticator, revocations, settings.startup_wait_s)
-        try:
-            yield State(
-                settings=settings,
-                auth=auth_client,
-                authenticator=authenticator,
-                users=UsersClient(channels["users"], timeout_s=settings.rpc_timeout_s, reads=reads),
-                ratelimit=RateLimitClient(channels["ratelimit"], timeout_s=settings.rpc_timeout_s),
-                health=HealthClient(
-                    {name: (channels[name], PEERS[name].full_name) for name in PEERS},
-                    timeout_s=settings.health_timeout_s,
-                ),
-                redis=redis,
-            )
-        finally:
-            # Asked and cancelled; bounded: shutting down must not wait on a read that does not
-            # come back (a cancellation can be absorbed inside the Redis client's read).
-            revocations.stop()
-            reads.stop()
-            following.cancel()
-            following_reads.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(_CLOSE_S):
-                    await asyncio.gather(following, following_reads, return_exceptions=True)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_CLOSE_S):
-                    await follower_redis.aclose()
-                    await redis.aclose()
-                    await asyncio.gather(*(channel.close() for channel in channels.values()))
-
-    app = FastAPI(
+def _application(settings: Settings) -> FastAPI:
+    return FastAPI(
         title="Meshplate",
         version=version("meshplate-gateway"),
         description="The FastAPI boilerplate's REST API, served by gRPC microservices.",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -239,6 +240,11 @@ def create_app(settings: Settings) -> FastAPI:
             "exclude": _untraced,
         },
     )
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Every middleware but the metrics one (the outermost, added with the routes it names).
+    Each one added is outside those added before it."""
     app.add_middleware(CacheHeadersMiddleware, max_age_s=settings.client_cache_max_age)
     app.add_middleware(
         RateLimitMiddleware,
@@ -248,15 +254,13 @@ def create_app(settings: Settings) -> FastAPI:
     # Before anything reads a body (a declared oversize one is refused without a limiter call).
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outside the limiter and the cache headers: every answer, a 304 included, carries the
-    # request id (only the metrics middleware, added below, is further out).
+    # request id (only the metrics middleware is further out).
     app.add_middleware(RequestIdMiddleware)
-    app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
-    app.add_exception_handler(DomainError, handle_domain_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, handle_unexpected)
+
+
+def _routers() -> list[APIRouter]:
     # Last: the posts router's /{username}/... paths must not shadow the fixed ones before it.
-    routers = [
+    return [
         health.router,
         auth.router,
         users.router,
@@ -265,8 +269,22 @@ def create_app(settings: Settings) -> FastAPI:
         tasks.router,
         posts.router,
     ]
-    _hold_flat(app, routers)
-    declare_common(app.router.routes)
+
+
+def _hold_flat(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """The routers' routes, in order, held by the app's own router. FastAPI keeps an included
+    router as a nested node, matched through per-request contexts: routing a page of posts (the
+    34th route) cost 106 us that way against 34 us held flat, a sixth of the gateway's CPU for
+    that request. Our routers carry only a prefix and tags, which their routes already have (the
+    OpenAPI document is the same); one with more than that must be included instead."""
+    for router in routers:
+        if router.dependencies or router.callbacks or router.responses:
+            raise ValueError(f"{router.prefix or '/'}: include it, its settings apply on include")
+        app.router.routes.extend(router.routes)
+
+
+def _add_metrics(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """The metrics middleware, outermost, and GET /metrics."""
     registry = CollectorRegistry()
     app.add_middleware(
         MetricsMiddleware,
@@ -275,6 +293,26 @@ def create_app(settings: Settings) -> FastAPI:
         routes=[route for router in routers for route in router.routes],
     )
     app.router.routes.append(metrics_route(registry))
+
+
+def from_environment() -> FastAPI:
+    """The application for the settings of the environment: what each of several worker
+    processes serves (see meshplate_core.http_server), its start-up heap settled
+    (meshplate_core.heap)."""
+    app = create_app(load_settings("gateway", Settings))
+    heap.settle()
+    return app
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway application for these settings."""
+    app = _application(settings)
+    _add_middleware(app, settings)
+    add_exception_handlers(app)
+    routers = _routers()
+    _hold_flat(app, routers)
+    declare_common(app.router.routes)
+    _add_metrics(app, routers)
     if (docs := docs_router(app, settings.environment)) is not None:
         app.include_router(docs)
     index_routes(app.router)

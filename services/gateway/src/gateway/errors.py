@@ -1,12 +1,21 @@
-"""The one place where gRPC statuses become HTTP answers."""
+"""The one place where errors become HTTP answers: gRPC statuses through one table, the gateway's
+own domain errors, FastAPI's HTTP and validation errors, and anything unexpected
+(`add_exception_handlers` registers them all)."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import grpc
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from meshplate_core.errors import DomainError
 from meshplate_core.interceptors import status_for, trailer, trailers_for
@@ -118,3 +127,45 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": "Service unavailable"}, status_code=503, headers=NO_STORE)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal Server Error"}, status_code=500, headers=NO_STORE)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an HTTP error (404, 405, ...), never stored, a 405 naming every method
+    the path serves."""
+    assert isinstance(exc, HTTPException)
+    response = await http_exception_handler(request, exc)
+    response.headers.update(NO_STORE)
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed(request)
+    return response
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path. Starlette names only the methods of the
+    first route whose path matched (each method of a path is a route of its own)."""
+    # A scope of its own: the request's carries what routing left in it for the route it chose.
+    scope = {"type": "http", "path": request.url.path, "root_path": "", "method": request.method}
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 for a request it could not validate, never stored."""
+    assert isinstance(exc, RequestValidationError)
+    # FastAPI's body (each error with the input it refused), written as ASCII JSON: an input
+    # holding a lone surrogate cannot be encoded as UTF-8, and the answer must not fail on it.
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, ensure_ascii=True)
+    return Response(body, status_code=422, media_type="application/json", headers=NO_STORE)
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    """Answer every error a route lets through with the handlers of this module."""
+    app.add_exception_handler(grpc.aio.AioRpcError, handle_rpc_error)
+    app.add_exception_handler(DomainError, handle_domain_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(Exception, handle_unexpected)

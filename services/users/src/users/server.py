@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.authenticator import Authenticator
-from meshplate_core.channels import call_metadata, open_channel
+from meshplate_core.channels import Caller, open_channel
 from meshplate_core.events import UserTierChanged
 from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
@@ -105,12 +105,10 @@ async def auth_keys(settings: Settings) -> AsyncIterator[FetchKeys]:
         server="auth",
     )
     stub = auth_pb2_grpc.AuthServiceStub(channel)
+    call = Caller(timeout_s=settings.rpc_timeout_s)
 
     async def fetch() -> list[dict[str, str]]:
-        reply = await stub.GetJwks(
-            auth_pb2.GetJwksRequest(), timeout=settings.rpc_timeout_s, metadata=call_metadata()
-        )
-        return published_keys(reply)
+        return published_keys(await call(stub.GetJwks, auth_pb2.GetJwksRequest()))
 
     try:
         yield fetch

@@ -12,7 +12,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.channels import call_metadata, open_channel
+from meshplate_core.channels import Caller, open_channel
 from meshplate_core.mtls import Tls
 from worker.kinds import PermanentError
 
@@ -34,7 +34,8 @@ USERS_SERVICE = users_pb2.DESCRIPTOR.services_by_name["UsersService"]
 
 class Peer:
     """A channel to one service (workload `server`), opened on first use: a grpc.aio channel belongs to the event
-    loop it was made in, and the worker is composed before uvicorn starts its loop."""
+    loop it was made in, and the worker is composed before uvicorn starts its loop. Its calls
+    go through `call` (the deadline and metadata of every call: meshplate_core.channels.Caller)."""
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class Peer:
         self._server = server
         self._tls = tls
         self.timeout_s = timeout_s
+        self.call = Caller(timeout_s=timeout_s)
         self._channel: grpc.aio.Channel | None = None
 
     def channel(self) -> grpc.aio.Channel:
@@ -97,11 +99,7 @@ class AuthCalls:
         """(revocations removed, refresh families removed)."""
         stub = auth_pb2_grpc.AuthServiceStub(self._peer.channel())
         with _call("auth PurgeExpired"):
-            reply = await stub.PurgeExpired(
-                auth_pb2.PurgeExpiredRequest(),
-                timeout=self._peer.timeout_s,
-                metadata=call_metadata(),
-            )
+            reply = await self._peer.call(stub.PurgeExpired, auth_pb2.PurgeExpiredRequest())
         return reply.revocations_removed, reply.families_removed
 
 
@@ -134,11 +132,7 @@ class UsersCalls:
         page = 1
         while True:
             with _call(name):
-                reply = await rpc(
-                    request(page=page, items_per_page=PAGE_SIZE),
-                    timeout=self._peer.timeout_s,
-                    metadata=call_metadata(),
-                )
+                reply = await self._peer.call(rpc, request(page=page, items_per_page=PAGE_SIZE))
             items = getattr(reply, field)
             for item in items:
                 yield item

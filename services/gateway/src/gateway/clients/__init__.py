@@ -1,5 +1,7 @@
-"""One small client per peer: it owns the stub, the deadline and the request id of each call,
-and converts replies to the REST schemas, so routes never touch protobuf."""
+"""One small client per peer: it owns the stub, makes every call through a
+`meshplate_core.channels.Caller` (the deadline, the request id and forwarded token, retries by
+the channel for idempotent RPCs), and converts replies to the REST schemas, so routes never touch
+protobuf."""
 
 from gateway.clients.auth import AuthClient
 from gateway.clients.health import HealthClient

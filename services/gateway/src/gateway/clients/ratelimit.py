@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from opentelemetry import trace
 from gateway.schemas import RateLimitCreate, RateLimitRead, RateLimitUpdate
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.batching import Batcher
-from meshplate_core.channels import call_metadata
+from meshplate_core.channels import Caller
 from meshplate_core.tracing import recording, span
 
 # Checks per CheckLimits call, at most (the contract allows 1000).
@@ -67,7 +68,7 @@ class RateLimitClient:
         self, channel: grpc.aio.Channel, *, timeout_s: float, batch_in_flight: int = 2
     ) -> None:
         self._stub = ratelimit_pb2_grpc.RateLimitServiceStub(channel)
-        self._timeout_s = timeout_s
+        self._call = Caller(timeout_s=timeout_s)
         self._batcher: Batcher[Pending, Verdict] = Batcher(
             self._check_many, max_batch=MAX_BATCH, in_flight=batch_in_flight
         )
@@ -86,22 +87,23 @@ class RateLimitClient:
 
     async def give_back(self, subject: str, path: str, *, hits: int = 1) -> None:
         """Give back `hits` counted requests of `subject` on `path` (a successful login's)."""
-        await self._stub.ReturnHits(
+        await self._call(
+            self._stub.ReturnHits,
             ratelimit_pb2.ReturnHitsRequest(subject=subject, path=path, hits=hits),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
         )
 
     async def _check_many(self, pending: Sequence[Pending]) -> list[Verdict]:
         batch = ratelimit_pb2.CheckLimitsRequest(checks=[request for request, _ in pending])
         links = [trace.Link(context) for _, context in pending if context is not None]
-        if links:
-            with span(_BATCH_SPAN, kind=trace.SpanKind.CLIENT, links=links):
-                reply = await self._stub.CheckLimits(
-                    batch, timeout=self._timeout_s, metadata=call_metadata()
-                )
-        else:
-            reply = await self._stub.CheckLimits(batch, timeout=self._timeout_s)
+        # The batch runs in an empty context (meshplate_core.batching): untraced, its call
+        # carries no request's id or trace; traced, the trace of its own span.
+        traced = (
+            span(_BATCH_SPAN, kind=trace.SpanKind.CLIENT, links=links)
+            if links
+            else contextlib.nullcontext()
+        )
+        with traced:
+            reply = await self._call(self._stub.CheckLimits, batch)
         return [
             Verdict(
                 allowed=result.allowed,
@@ -115,7 +117,8 @@ class RateLimitClient:
 
     async def create_rule(self, tier_id: int, body: RateLimitCreate) -> RateLimitRead:
         """A new rule for a tier."""
-        reply = await self._stub.CreateRule(
+        reply = await self._call(
+            self._stub.CreateRule,
             ratelimit_pb2.CreateRuleRequest(
                 tier_id=tier_id,
                 path=body.path,
@@ -124,17 +127,13 @@ class RateLimitClient:
                 name=body.name or "",
                 algorithm=_ALGORITHMS[body.algorithm or "sliding_window"],
             ),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
         )
         return to_rule_read(reply.rule)
 
     async def get_rule(self, tier_id: int, rule_id: int) -> RateLimitRead:
         """One rule of a tier."""
-        reply = await self._stub.GetRule(
-            ratelimit_pb2.GetRuleRequest(tier_id=tier_id, id=rule_id),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
+        reply = await self._call(
+            self._stub.GetRule, ratelimit_pb2.GetRuleRequest(tier_id=tier_id, id=rule_id)
         )
         return to_rule_read(reply.rule)
 
@@ -142,10 +141,9 @@ class RateLimitClient:
         self, tier_id: int, page: int, size: int
     ) -> tuple[list[RateLimitRead], int]:
         """One page of a tier's rules and the total."""
-        reply = await self._stub.ListRules(
+        reply = await self._call(
+            self._stub.ListRules,
             ratelimit_pb2.ListRulesRequest(tier_id=tier_id, page=page, items_per_page=size),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
         )
         return [to_rule_read(r) for r in reply.rules], reply.total_count
 
@@ -173,12 +171,10 @@ class RateLimitClient:
             request.name = body.name
         if body.algorithm is not None:
             request.algorithm = _ALGORITHMS[body.algorithm]
-        await self._stub.UpdateRule(request, timeout=self._timeout_s, metadata=call_metadata())
+        await self._call(self._stub.UpdateRule, request)
 
     async def delete_rule(self, tier_id: int, rule_id: int) -> None:
         """Remove a rule."""
-        await self._stub.DeleteRule(
-            ratelimit_pb2.DeleteRuleRequest(tier_id=tier_id, id=rule_id),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
+        await self._call(
+            self._stub.DeleteRule, ratelimit_pb2.DeleteRuleRequest(tier_id=tier_id, id=rule_id)
         )

@@ -17,7 +17,7 @@ from gateway.schemas import (
     UserUpdate,
 )
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
-from meshplate_core.channels import call_metadata
+from meshplate_core.channels import Caller
 from meshplate_core.events import post_key, user_key, username_key
 from meshplate_core.tokens import Claims
 
@@ -57,17 +57,16 @@ class UsersClient:
 
     def __init__(self, channel: grpc.aio.Channel, *, timeout_s: float, reads: ReadModel) -> None:
         self._stub = users_pb2_grpc.UsersServiceStub(channel)
-        self._timeout_s = timeout_s
+        self._call = Caller(timeout_s=timeout_s)
         self._reads = reads
 
     async def create_user(self, body: UserCreate) -> UserRead:
         """Register a user; the answer shows the e-mail address to its owner."""
-        reply = await self._stub.CreateUser(
+        reply = await self._call(
+            self._stub.CreateUser,
             users_pb2.CreateUserRequest(
                 name=body.name, username=body.username, email=body.email, password=body.password
             ),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
         )
         return to_user_read(reply.user, with_email=True)
 
@@ -88,9 +87,7 @@ class UsersClient:
             key = username_key(username)
 
         async def load() -> UserRead:
-            reply = await self._stub.GetUser(
-                request, timeout=self._timeout_s, metadata=call_metadata()
-            )
+            reply = await self._call(self._stub.GetUser, request)
             return to_user_read(reply.user, with_email=True)
 
         if include_deleted:
@@ -99,43 +96,42 @@ class UsersClient:
 
     async def list_users(self, page: int, size: int) -> tuple[list[UserRead], int]:
         """One page of users (no e-mail addresses) and the total."""
-        reply = await self._stub.ListUsers(
+        reply = await self._call(
+            self._stub.ListUsers,
             users_pb2.ListUsersRequest(page=page, items_per_page=size),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
         )
         return [to_user_read(u, with_email=False) for u in reply.users], reply.total_count
 
     async def update_user(self, user: Claims, user_id: int, body: UserUpdate) -> None:
         """Change the fields the body sets, as `user` (the service checks they may)."""
-        await self._stub.UpdateUser(
+        await self._call(
+            self._stub.UpdateUser,
             users_pb2.UpdateUserRequest(id=user_id, **body.model_dump(exclude_none=True)),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
 
     async def delete_user(self, user: Claims, user_id: int, *, hard: bool) -> None:
         """Soft-delete a user, or remove them with their data, as `user`."""
-        await self._stub.DeleteUser(
+        await self._call(
+            self._stub.DeleteUser,
             users_pb2.DeleteUserRequest(id=user_id, hard=hard),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
 
     async def set_tier(self, user: Claims, user_id: int, tier_id: int) -> None:
         """Move a user to a tier, as `user`."""
-        await self._stub.SetUserTier(
+        await self._call(
+            self._stub.SetUserTier,
             users_pb2.SetUserTierRequest(user_id=user_id, tier_id=tier_id),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
 
     async def create_tier(self, user: Claims, name: str) -> TierRead:
         """A new tier, made by `user`."""
-        reply = await self._stub.CreateTier(
+        reply = await self._call(
+            self._stub.CreateTier,
             users_pb2.CreateTierRequest(name=name),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
         return to_tier_read(reply.tier)
 
@@ -146,40 +142,39 @@ class UsersClient:
         else:
             assert name is not None
             request = users_pb2.GetTierRequest(name=name)
-        reply = await self._stub.GetTier(request, timeout=self._timeout_s, metadata=call_metadata())
+        reply = await self._call(self._stub.GetTier, request)
         return to_tier_read(reply.tier)
 
     async def list_tiers(self, page: int, size: int) -> tuple[list[TierRead], int]:
         """One page of tiers and the total."""
-        reply = await self._stub.ListTiers(
+        reply = await self._call(
+            self._stub.ListTiers,
             users_pb2.ListTiersRequest(page=page, items_per_page=size),
-            timeout=self._timeout_s,
-            metadata=call_metadata(),
         )
         return [to_tier_read(t) for t in reply.tiers], reply.total_count
 
     async def rename_tier(self, user: Claims, tier_id: int, name: str) -> None:
         """Rename a tier, as `user`."""
-        await self._stub.UpdateTier(
+        await self._call(
+            self._stub.UpdateTier,
             users_pb2.UpdateTierRequest(id=tier_id, name=name),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
 
     async def delete_tier(self, user: Claims, tier_id: int) -> None:
         """Remove a tier no user is on, as `user`."""
-        await self._stub.DeleteTier(
+        await self._call(
+            self._stub.DeleteTier,
             users_pb2.DeleteTierRequest(id=tier_id),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
 
     async def create_post(self, user: Claims, author_id: int, body: PostCreate) -> PostRead:
         """A new post by `author_id`, written by `user` (the service checks they may)."""
-        reply = await self._stub.CreatePost(
+        reply = await self._call(
+            self._stub.CreatePost,
             users_pb2.CreatePostRequest(author_id=author_id, **body.model_dump(exclude_none=True)),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
         return to_post_read(reply.post)
 
@@ -187,10 +182,9 @@ class UsersClient:
         """A live post of this author."""
 
         async def load() -> PostRead:
-            reply = await self._stub.GetPost(
+            reply = await self._call(
+                self._stub.GetPost,
                 users_pb2.GetPostRequest(id=post_id, author_username=author_username),
-                timeout=self._timeout_s,
-                metadata=call_metadata(),
             )
             return to_post_read(reply.post)
 
@@ -203,12 +197,11 @@ class UsersClient:
         """One page of an author's posts, newest first, and the total."""
 
         async def load() -> tuple[list[PostRead], int]:
-            reply = await self._stub.ListPosts(
+            reply = await self._call(
+                self._stub.ListPosts,
                 users_pb2.ListPostsRequest(
                     author_username=author_username, page=page, items_per_page=size
                 ),
-                timeout=self._timeout_s,
-                metadata=call_metadata(),
             )
             return [to_post_read(p) for p in reply.posts], reply.total_count
 
@@ -219,22 +212,22 @@ class UsersClient:
         self, user: Claims, post_id: int, author_username: str, body: PostUpdate
     ) -> None:
         """Change a post (the service checks `user` may)."""
-        await self._stub.UpdatePost(
+        await self._call(
+            self._stub.UpdatePost,
             users_pb2.UpdatePostRequest(
                 id=post_id,
                 author_username=author_username,
                 **body.model_dump(exclude_none=True),
             ),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
 
     async def delete_post(
         self, user: Claims, post_id: int, author_username: str, *, hard: bool
     ) -> None:
         """Soft-delete (or, for a superuser, remove) a post."""
-        await self._stub.DeletePost(
+        await self._call(
+            self._stub.DeletePost,
             users_pb2.DeletePostRequest(id=post_id, author_username=author_username, hard=hard),
-            timeout=self._timeout_s,
-            metadata=call_metadata(user),
+            user=user,
         )
