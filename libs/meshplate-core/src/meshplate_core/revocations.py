@@ -17,7 +17,7 @@ import time
 from redis.asyncio import Redis
 
 from meshplate_core.events import TokensRevoked
-from meshplate_core.streams import Follower
+from meshplate_core.following import Follower
 from meshplate_core.tokens import Claims
 
 _PRUNE_EVERY_S = 60.0
@@ -67,8 +67,8 @@ class RevocationList:
 
     async def follow(self, redis: Redis) -> None:
         """Replay, then follow the stream, until `stop`."""
-        self._follower = Follower(redis, TokensRevoked, self.add, synced=self.synced)
-        await self._follower.run()
+        self._follower = Follower(TokensRevoked, self.add, synced=self.synced)
+        await self._follower.follow(redis)
 
     def stop(self) -> None:
         """Stop following after the current read."""

@@ -36,6 +36,7 @@ from meshplate.users.v1 import users_pb2
 from meshplate_core import heap
 from meshplate_core.authenticator import Authenticator
 from meshplate_core.channels import open_channel
+from meshplate_core.following import following
 from meshplate_core.metrics import HttpMetrics
 from meshplate_core.process import load_settings
 from meshplate_core.revocations import RevocationList
@@ -67,12 +68,10 @@ class State(TypedDict):
 
 @dataclass(frozen=True)
 class _Connections:
-    """What the lifespan opens, and closes at the end: a channel per peer, two Redis clients."""
+    """What the lifespan opens, and closes at the end: a channel per peer, a Redis client."""
 
     channels: dict[str, grpc.aio.Channel]
     redis: Redis
-    # Blocking reads need a connection of their own, without the short socket timeout.
-    follower: Redis
 
 
 def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
@@ -102,7 +101,6 @@ def _connect(settings: Settings) -> _Connections:
             socket_timeout=settings.rpc_timeout_s,
             socket_connect_timeout=settings.health_timeout_s,
         ),
-        follower=Redis.from_url(settings.redis_url, socket_connect_timeout=2),
     )
 
 
@@ -113,16 +111,6 @@ def _authenticator(
         auth.jwks, issuer=settings.token_issuer, audience=settings.token_audience
     )
     return Authenticator(verifier, revocations)
-
-
-def _follow(
-    redis: Redis, revocations: RevocationList, reads: ReadModel
-) -> list[asyncio.Task[None]]:
-    """Follow the revocation list and the read model's changes, each in a task of its own."""
-    return [
-        asyncio.create_task(revocations.follow(redis)),
-        asyncio.create_task(reads.follow(redis)),
-    ]
 
 
 async def _warm_up(
@@ -166,24 +154,9 @@ def _state(
     )
 
 
-async def _stop_following(
-    following: Sequence[asyncio.Task[None]], revocations: RevocationList, reads: ReadModel
-) -> None:
-    # Asked and cancelled; bounded: shutting down must not wait on a read that does not come
-    # back (a cancellation can be absorbed inside the Redis client's read).
-    revocations.stop()
-    reads.stop()
-    for task in following:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-        async with asyncio.timeout(_CLOSE_S):
-            await asyncio.gather(*following, return_exceptions=True)
-
-
 async def _disconnect(connections: _Connections) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(_CLOSE_S):
-            await connections.follower.aclose()
             await connections.redis.aclose()
             await asyncio.gather(*(channel.close() for channel in connections.channels.values()))
 
@@ -199,14 +172,18 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         revocations = RevocationList()
         authenticator = _authenticator(settings, auth_client, revocations)
         reads = ReadModel(connections.redis, ttl_s=settings.read_model_ttl_s)
-        following = _follow(connections.follower, revocations, reads)
-        await _warm_up(authenticator, revocations, settings.startup_wait_s)
         try:
-            yield _state(
-                settings, connections, auth=auth_client, authenticator=authenticator, reads=reads
-            )
+            # The revocations and the read model's changes, each followed in a task of its own.
+            async with following(settings.redis_url, revocations, reads, stop_s=_CLOSE_S):
+                await _warm_up(authenticator, revocations, settings.startup_wait_s)
+                yield _state(
+                    settings,
+                    connections,
+                    auth=auth_client,
+                    authenticator=authenticator,
+                    reads=reads,
+                )
         finally:
-            await _stop_following(following, revocations, reads)
             await _disconnect(connections)
 
     return lifespan

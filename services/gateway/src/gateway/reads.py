@@ -32,7 +32,8 @@ from redis.exceptions import RedisError
 
 from meshplate_core.batching import Batcher
 from meshplate_core.events import ReadsChanged
-from meshplate_core.streams import Follower, as_text
+from meshplate_core.following import Follower
+from meshplate_core.streams import as_text
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,13 @@ class ReadModel:
     async def follow(self, redis: Redis) -> None:
         """Follow users.reads_changed from its current end, until `stop`."""
         self._follower = Follower(
-            redis,
             ReadsChanged,
             self.apply,
             synced=self.synced,
             replay=False,
             on_restart=self._drop_all,
         )
-        await self._follower.run()
+        await self._follower.follow(redis)
 
     def stop(self) -> None:
         """Stop following after the current read."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from functools import partial
@@ -15,10 +14,10 @@ from redis.asyncio import Redis
 from envoy_rls import rls_pb2_grpc
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 from meshplate_core.events import UserTierChanged
+from meshplate_core.following import Follower, following
 from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
 from meshplate_core.runner import migrate_database, serve_database_service
-from meshplate_core.streams import Follower
 from meshplate_core.transactions import Database, Engine
 from ratelimit.callers import callers
 from ratelimit.envoy import EnvoyRateLimitService
@@ -43,7 +42,27 @@ async def build(
         socket_connect_timeout=settings.redis_timeout_s,
     )
     database = Database(engine)
-    limiter = Limiter(
+    limiter = _limiter(settings, database, redis)
+    if registry is not None:
+        _export(registry, limiter)
+    tiers = TierProjection()
+    servicer = RateLimitService(limiter, Rules(database, limiter), tiers)
+    envoy = EnvoyRateLimitService(limiter, tiers, domain=settings.envoy_domain)
+
+    def register(server: grpc.aio.Server) -> None:
+        ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(envoy, server)
+
+    try:
+        async with following(settings.redis_url, Follower(UserTierChanged, tiers.apply)):
+            yield register
+    finally:
+        await limiter.close()
+        await redis.aclose()
+
+
+def _limiter(settings: Settings, database: Database, redis: Redis) -> Limiter:
+    return Limiter(
         database=database,
         redis=redis,
         default_limit=settings.default_limit,
@@ -56,40 +75,17 @@ async def build(
         redis_timeout_s=settings.redis_timeout_s,
         batch_linger_s=settings.batch_linger_s,
     )
-    if registry is not None:
-        export_tallies(
-            registry,
-            "ratelimit_decisions",
-            "Rate-limit decisions: allowed, denied (denied_locally: answered from memory), and "
-            "checks that found Redis unreachable (redis_failures).",
-            label="outcome",
-            tallies=limiter.stats,
-        )
-    tiers = TierProjection()
-    # Blocking reads get a connection of their own, without the decision path's short timeout.
-    follower_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
-    follower = Follower(follower_redis, UserTierChanged, tiers.apply)
-    following = asyncio.create_task(follower.run())
-    servicer = RateLimitService(limiter, Rules(database, limiter), tiers)
-    envoy = EnvoyRateLimitService(limiter, tiers, domain=settings.envoy_domain)
 
-    def register(server: grpc.aio.Server) -> None:
-        ratelimit_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(envoy, server)
 
-    try:
-        yield register
-    finally:
-        # Asked and cancelled: if the Redis client absorbs the cancellation, the request to stop
-        # still ends the loop after its current read.
-        follower.stop()
-        following.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            async with asyncio.timeout(3):
-                await following
-        await follower_redis.aclose()
-        await limiter.close()
-        await redis.aclose()
+def _export(registry: CollectorRegistry, limiter: Limiter) -> None:
+    export_tallies(
+        registry,
+        "ratelimit_decisions",
+        "Rate-limit decisions: allowed, denied (denied_locally: answered from memory), and "
+        "checks that found Redis unreachable (redis_failures).",
+        label="outcome",
+        tallies=limiter.stats,
+    )
 
 
 async def serve(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from meshplate.users.v1 import users_pb2, users_pb2_grpc
 from meshplate_core.authenticator import Authenticator
 from meshplate_core.channels import Caller, open_channel
 from meshplate_core.events import UserTierChanged
+from meshplate_core.following import following
 from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
@@ -119,19 +120,9 @@ async def auth_keys(settings: Settings) -> AsyncIterator[FetchKeys]:
 @contextlib.asynccontextmanager
 async def followed_revocations(settings: Settings) -> AsyncIterator[RevocationList]:
     """auth's revocations, replayed and followed (as the gateways do) while the block runs."""
-    # Blocking reads need a connection of their own, without a short socket timeout.
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
     revocations = RevocationList()
-    following = asyncio.create_task(revocations.follow(redis))
-    try:
+    async with following(settings.redis_url, revocations, stop_s=_FINAL_PUBLISH_S):
         yield revocations
-    finally:
-        revocations.stop()
-        following.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            async with asyncio.timeout(_FINAL_PUBLISH_S):
-                await following
-        await redis.aclose()
 
 
 @contextlib.asynccontextmanager
