@@ -176,13 +176,7 @@ def main() -> int:
     """Run the stack until a signal; the exit code is 0 when every child stopped cleanly."""
     env = _environment()
     gateway, worker, ratelimit = GatewaySettings(), WorkerSettings(), RateLimitSettings()
-    redis_url = env.get("REDIS_URL", gateway.redis_url)
-    try:
-        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
-    except redis.RedisError:
-        print(  # noqa: T201
-            f"run: no Redis answers at {redis_url}: start one (redis-server) or set REDIS_URL"
-        )
+    if not _redis_answers(env.get("REDIS_URL", gateway.redis_url)):
         return 1
     try:
         env |= _migrate(env)
@@ -192,28 +186,14 @@ def main() -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    commands = {name: [sys.executable, "-m", name] for name in SERVICES}
-    mail_sink = worker.smtp_host in LOCAL_HOSTS
-    if mail_sink:
-        # A local SMTP server that prints every message, so the welcome e-mails can be read.
-        sink = str(Path(__file__).with_name("mail_sink.py"))
-        commands["mail"] = [sys.executable, sink, worker.smtp_host, str(worker.smtp_port)]
-    edge_host = env.get("EDGE_HOST", "127.0.0.1")
-    edge_port = int(env.get("EDGE_PORT", "8080"))
     identities = _identities(env, [*SERVICES, "envoy"])
-    edge_config = write_config(
-        local_config(
-            ROOT / "deploy" / "envoy" / "envoy.yaml",
-            listen=(edge_host, edge_port),
-            admin=("127.0.0.1", int(env.get("EDGE_ADMIN_PORT", "9901"))),
-            stats=("127.0.0.1", int(env.get("EDGE_STATS_PORT", "9902"))),
-            gateways=[(gateway.host, gateway.port)],
-            ratelimit=[(ratelimit.grpc_host, ratelimit.grpc_port)],
-            tls=identities["envoy"],
-            edge_limit=_edge_limit(env),
-        )
-    )
-    commands["envoy"] = envoy_command(edge_config)
+    edge = f"http://{env.get('EDGE_HOST', '127.0.0.1')}:{env.get('EDGE_PORT', '8080')}"
+    edge_config = _edge_config(env, gateway, ratelimit, identities["envoy"])
+    commands = {
+        **{name: [sys.executable, "-m", name] for name in SERVICES},
+        **_mail_sink(worker),
+        "envoy": envoy_command(edge_config),
+    }
     try:
         children = {
             name: _start(
@@ -228,39 +208,85 @@ def main() -> int:
             )
             for name, argv in commands.items()
         }
-        base = f"http://{edge_host}:{edge_port}"
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not stopping.is_set() and not _ready(f"{base}/health/ready"):
-            if time.monotonic() > deadline:
-                print(f"run: {base}/health/ready not 200 after {READY_TIMEOUT_S:.0f} s")  # noqa: T201
-                _stop(children)
-                return 1
-            time.sleep(0.2)
+        if not _ready_in_time(edge, stopping):
+            _stop(children)
+            return 1
         if not stopping.is_set():
-            print(  # noqa: T201
-                f"\nMeshplate is up, behind Envoy at {base}: REST API {base}/api/v1  docs {base}/docs  "
-                f"readiness {base}/health/ready\n(the gateway itself: "
-                f"http://{gateway.host}:{gateway.port}; worker http://{worker.http_host}:"
-                f"{worker.http_port}/health)"
-                + (
-                    f"  e-mails printed by 'mail' ({worker.smtp_host}:{worker.smtp_port})"
-                    if mail_sink
-                    else ""
-                )
-                + "\nCtrl-C stops everything.\n",
-                flush=True,
-            )
-        reported: set[str] = set()
-        while not stopping.wait(0.5):
-            for name, child in children.items():
-                if child.poll() is not None and name not in reported:
-                    reported.add(name)
-                    print(f"run: {name} exited with code {child.returncode}", flush=True)  # noqa: T201
+            print(_banner(edge, gateway, worker, mail="mail" in commands), flush=True)  # noqa: T201
+        _watch(children, stopping)
         print("run: stopping every service", flush=True)  # noqa: T201
         return _stop(children)
     finally:
         # The edge's config was written for this run only.
         shutil.rmtree(edge_config.parent, ignore_errors=True)
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        print(f"run: no Redis answers at {url}: start one (redis-server) or set REDIS_URL")  # noqa: T201
+        return False
+    return True
+
+
+def _edge_config(
+    env: dict[str, str], gateway: GatewaySettings, ratelimit: RateLimitSettings, tls: Path
+) -> Path:
+    """Envoy's configuration for this run, in a folder of its own."""
+    return write_config(
+        local_config(
+            ROOT / "deploy" / "envoy" / "envoy.yaml",
+            listen=(env.get("EDGE_HOST", "127.0.0.1"), int(env.get("EDGE_PORT", "8080"))),
+            admin=("127.0.0.1", int(env.get("EDGE_ADMIN_PORT", "9901"))),
+            stats=("127.0.0.1", int(env.get("EDGE_STATS_PORT", "9902"))),
+            gateways=[(gateway.host, gateway.port)],
+            ratelimit=[(ratelimit.grpc_host, ratelimit.grpc_port)],
+            tls=tls,
+            edge_limit=_edge_limit(env),
+        )
+    )
+
+
+def _mail_sink(worker: WorkerSettings) -> dict[str, list[str]]:
+    """A local SMTP server that prints every message, so the welcome e-mails can be read (when
+    the worker's relay is on this machine)."""
+    if worker.smtp_host not in LOCAL_HOSTS:
+        return {}
+    sink = str(Path(__file__).with_name("mail_sink.py"))
+    return {"mail": [sys.executable, sink, worker.smtp_host, str(worker.smtp_port)]}
+
+
+def _ready_in_time(edge: str, stopping: threading.Event) -> bool:
+    """Whether /health/ready answered 200 through Envoy (or a stop came) in time."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not stopping.is_set() and not _ready(f"{edge}/health/ready"):
+        if time.monotonic() > deadline:
+            print(f"run: {edge}/health/ready not 200 after {READY_TIMEOUT_S:.0f} s")  # noqa: T201
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _banner(edge: str, gateway: GatewaySettings, worker: WorkerSettings, *, mail: bool) -> str:
+    return (
+        f"\nMeshplate is up, behind Envoy at {edge}: REST API {edge}/api/v1  docs {edge}/docs  "
+        f"readiness {edge}/health/ready\n(the gateway itself: "
+        f"http://{gateway.host}:{gateway.port}; worker http://{worker.http_host}:"
+        f"{worker.http_port}/health)"
+        + (f"  e-mails printed by 'mail' ({worker.smtp_host}:{worker.smtp_port})" if mail else "")
+        + "\nCtrl-C stops everything.\n"
+    )
+
+
+def _watch(children: dict[str, subprocess.Popen[bytes]], stopping: threading.Event) -> None:
+    """Until a stop: report each child that exits (the others keep running)."""
+    reported: set[str] = set()
+    while not stopping.wait(0.5):
+        for name, child in children.items():
+            if child.poll() is not None and name not in reported:
+                reported.add(name)
+                print(f"run: {name} exited with code {child.returncode}", flush=True)  # noqa: T201
 
 
 @contextlib.contextmanager
