@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
+import select
+import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -124,3 +128,45 @@ async def test_ctrl_c_stops_everything_cleanly_and_leaves_nothing_behind(
     assert not any(_listening(port) for port in ports.values())
     # The edge's config, written for this run, went with it.
     assert os.listdir(tmp_path) == []
+
+
+def test_make_run_in_a_terminal_exits_0_on_ctrl_c(flushed_redis: str, tmp_path: Path) -> None:
+    # A terminal's Ctrl-C goes to its whole foreground group, make included: make, interrupted,
+    # would end with "*** [run] Interrupt" and status 130 however cleanly the stack stopped.
+    started = runner(flushed_redis, USERS_ARGON2_TIME_COST="1", TMPDIR=str(tmp_path))
+
+    code, output = _make_run_in_a_terminal(started.env)
+
+    assert code == 0, output[-3000:]
+    assert "run: stopping every service" in output
+    assert "Interrupt" not in output
+    assert not any(_listening(port) for port in started.ports.values())
+
+
+def _make_run_in_a_terminal(env: dict[str, str]) -> tuple[int, str]:
+    """`make run` on a pseudo-terminal, Ctrl-C typed once the stack is up: its exit status and
+    what the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: make, with the terminal as its controlling one
+        os.chdir(Path(__file__).parents[1])
+        os.execvpe("make", ["make", "--no-print-directory", "run"], {**os.environ, **env})
+    output, typed, deadline = b"", False, time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # the terminal's other end closed: make has ended
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not typed and b"Ctrl-C stops everything" in output:
+                os.write(fd, b"\x03")  # what the terminal sends for Ctrl-C
+                typed = True
+        else:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
