@@ -8,7 +8,7 @@ SVC ?=
 TEST_PATHS := $(if $(SVC),services/$(SVC),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench soak lint fmt protos protos-check breaking dist release-api cov pins
+.PHONY: help install run test test-scale bench soak lint fmt protos protos-check breaking dist release-api cov pins
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ run: install ## run the whole stack in the foreground (Ctrl-C stops it)
 
 test: install ## run the tests (SVC=users: one service only)
 	$(RUN) pytest $(TEST_PATHS)
+
+test-scale: install ## the scale-out suites: users and auth through PgBouncer (transaction pooling, 2 server connections)
+	TEST_PGBOUNCER_POOL=2 $(RUN) pytest -p no:cacheprovider services/users services/auth
 
 bench: install ## measure the speed targets (e2e/bench_*.py; MONOLITH_KIT=<kit> beside the monolith)
 	$(RUN) pytest -p no:cacheprovider -s -q e2e/bench_*.py

@@ -12,6 +12,7 @@ import redis
 
 from meshplate_core.mtls import Tls
 from meshplate_core.pki import ensure
+from meshplate_testing.pgbouncer import ThrowawayPgBouncer, running_pgbouncer
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.servers import (
     PG_DEFAULT,
@@ -49,14 +50,28 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def make_database(postgres_dsn: str) -> Callable[[str], str]:
-    """Creates (dropping any old one) the database `meshplate_test_<name>`; returns its URL.
+def pooler(postgres_dsn: str) -> Iterator[ThrowawayPgBouncer | None]:
+    """With TEST_PGBOUNCER_POOL=<n> (`make test-scale`), a PgBouncer in transaction pooling mode
+    with n server connections per database, through which every service reaches its database;
+    else None (straight to PostgreSQL)."""
+    if size := os.environ.get("TEST_PGBOUNCER_POOL"):
+        with running_pgbouncer(postgres_dsn, pool_size=int(size)) as server:
+            yield server
+    else:
+        yield None
+
+
+@pytest.fixture(scope="session")
+def make_database(postgres_dsn: str, pooler: ThrowawayPgBouncer | None) -> Callable[[str], str]:
+    """Creates (dropping any old one) the database `meshplate_test_<name>`; returns its URL
+    (through the pooler when there is one).
 
     Call it from a synchronous fixture: it runs its own event loop.
     """
 
     def make(name: str) -> str:
-        return asyncio.run(recreate_database(postgres_dsn, f"meshplate_test_{name}"))
+        url = asyncio.run(recreate_database(postgres_dsn, f"meshplate_test_{name}"))
+        return url if pooler is None else pooler.url(url)
 
     return make
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+# The engine's execution option saying that it reaches PostgreSQL through PgBouncer.
+PGBOUNCER = "meshplate_pgbouncer"
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 # SQLite names the columns, not the constraint: "UNIQUE constraint failed: user.email".
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (\w+)\.(\w+)")
@@ -34,20 +37,44 @@ def async_url(url: str) -> URL:
 
 
 def open_engine(url: str, *, pool_size: int, application_name: str) -> AsyncEngine:
-    """Create the service's engine; SQLite files get their folder, WAL and enforced foreign keys."""
+    """Create the service's engine; SQLite files get their folder, WAL and enforced foreign keys.
+
+    A PostgreSQL URL with `?pgbouncer=true` (Prisma's convention) points at PgBouncer in
+    transaction pooling mode, where consecutive transactions of one connection may run on
+    different server connections: asyncpg and SQLAlchemy then cache no prepared statement, and
+    each one gets a name of its own, so no statement is looked for (or named twice) on a server
+    connection that does not hold it. SQLAlchemy prepares a statement before it runs it, two
+    exchanges that PgBouncer could send to two server connections unless a transaction holds
+    one: such an engine runs nothing outside a transaction (`Database.autocommit` is one).
+    """
     parsed = async_url(url)
+    pgbouncer = parsed.query.get("pgbouncer") == "true"
+    parsed = parsed.difference_update_query(["pgbouncer"])
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(parsed, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": application_name}}
+    if pgbouncer:
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _statement_name,
+        }
     return create_async_engine(
         parsed,
         pool_size=pool_size,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": application_name}},
+        connect_args=connect_args,
+        # Read by meshplate_core.transactions: no statement outside a transaction.
+        execution_options={PGBOUNCER: pgbouncer},
     )
+
+
+def _statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

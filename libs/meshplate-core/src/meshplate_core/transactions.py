@@ -11,6 +11,8 @@ from typing import TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from meshplate_core.database import PGBOUNCER
+
 # What the composition root receives from meshplate_core.runner, and what the stores run on.
 Engine: TypeAlias = AsyncEngine
 Connection: TypeAlias = AsyncConnection
@@ -22,6 +24,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Through PgBouncer every statement runs inside a transaction (meshplate_core.database).
+        self._pgbouncer = bool(engine.get_execution_options().get(PGBOUNCER))
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """One transaction: committed when the block ends, rolled back when it raises."""
@@ -32,5 +36,8 @@ class Database:
         return self._engine.connect()
 
     def autocommit(self) -> AbstractAsyncContextManager[Connection]:
-        """A connection on which every statement is its own transaction (no BEGIN around it)."""
+        """A connection on which every statement is its own transaction (no BEGIN around it);
+        through PgBouncer, the block is one transaction instead (committed at its end)."""
+        if self._pgbouncer:
+            return self._engine.begin()
         return self._autocommit.connect()
