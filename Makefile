@@ -27,7 +27,7 @@ test: install ## run the tests (SVC=users: one service only)
 	$(RUN) pytest $(TEST_PATHS)
 
 test-scale: install ## the scale-out suites: users and auth through PgBouncer (transaction pooling, 2 server connections)
-	TEST_PGBOUNCER_POOL=2 $(RUN) pytest -p no:cacheprovider services/users services/auth
+	TEST_PGBOUNCER_POOL=2 $(RUN) pytest -p no:cacheprovider services/users services/auth libs/meshplate-core/tests/test_pgbouncer.py
 
 bench: install ## measure the speed targets (e2e/bench_*.py; MONOLITH_KIT=<kit> beside the monolith)
 	$(RUN) pytest -p no:cacheprovider -s -q e2e/bench_*.py

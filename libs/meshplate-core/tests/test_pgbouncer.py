@@ -1,9 +1,10 @@
 """open_engine through a real PgBouncer in transaction pooling mode: many client connections,
-one server connection, transactions and single statements interleaved."""
+one server connection, transactions and single statements interleaved (`make test-scale`)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,6 +20,8 @@ CLIENTS = 8
 
 @pytest.fixture(scope="module")
 def one_server_connection(postgres_dsn: str) -> Iterator[ThrowawayPgBouncer]:
+    if not os.environ.get("TEST_PGBOUNCER_POOL"):
+        pytest.skip("runs with PgBouncer: make test-scale")
     with running_pgbouncer(postgres_dsn, pool_size=1) as server:
         yield server
 
