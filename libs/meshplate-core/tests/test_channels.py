@@ -81,7 +81,9 @@ class FlakyUsers(users_pb2_grpc.UsersServiceServicer):
         return users_pb2.CreateUserResponse()
 
 
-async def test_idempotent_call_is_retried_and_a_write_is_not() -> None:
+@pytest.fixture
+async def flaky() -> AsyncIterator[tuple[FlakyUsers, UsersServiceAsyncStub]]:
+    """A server whose every RPC fails once with UNAVAILABLE, and a stub on a channel to it."""
     servicer = FlakyUsers()
     running = await start(
         lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(servicer, server),
@@ -90,14 +92,19 @@ async def test_idempotent_call_is_retried_and_a_write_is_not() -> None:
     channel = open_channel(
         f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0, tls=None, server="users"
     )
-    stub = users_pb2_grpc.UsersServiceStub(channel)
-    try:
-        reply = await stub.GetUser(users_pb2.GetUserRequest(username="ann"))
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await stub.CreateUser(users_pb2.CreateUserRequest())
-    finally:
-        await channel.close()
-        await running.server.stop(grace=None)
+    yield servicer, users_pb2_grpc.UsersServiceStub(channel)
+    await channel.close()
+    await running.server.stop(grace=None)
+
+
+async def test_idempotent_call_is_retried_and_a_write_is_not(
+    flaky: tuple[FlakyUsers, UsersServiceAsyncStub],
+) -> None:
+    servicer, stub = flaky
+
+    reply = await stub.GetUser(users_pb2.GetUserRequest(username="ann"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateUser(users_pb2.CreateUserRequest())
 
     assert reply.user.username == "ann"
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
@@ -306,24 +313,15 @@ async def test_a_caller_ends_a_call_at_its_deadline_or_the_time_left_if_shorter(
     assert in_time.user.name == ""
 
 
-async def test_a_caller_gets_idempotent_calls_retried_and_writes_not() -> None:
-    servicer = FlakyUsers()
-    running = await start(
-        lambda server: users_pb2_grpc.add_UsersServiceServicer_to_server(servicer, server),
-        service_name=USERS.full_name,
-    )
-    channel = open_channel(
-        f"127.0.0.1:{running.port}", services=[USERS], timeout_s=5.0, tls=None, server="users"
-    )
-    stub = users_pb2_grpc.UsersServiceStub(channel)
+async def test_a_caller_gets_idempotent_calls_retried_and_writes_not(
+    flaky: tuple[FlakyUsers, UsersServiceAsyncStub],
+) -> None:
+    servicer, stub = flaky
     call = Caller(timeout_s=2)
-    try:
-        reply = await call(stub.GetUser, users_pb2.GetUserRequest(username="ann"))
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            await call(stub.CreateUser, users_pb2.CreateUserRequest())
-    finally:
-        await channel.close()
-        await running.server.stop(grace=None)
+
+    reply = await call(stub.GetUser, users_pb2.GetUserRequest(username="ann"))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call(stub.CreateUser, users_pb2.CreateUserRequest())
 
     assert reply.user.username == "ann"
     assert err.value.code() is grpc.StatusCode.UNAVAILABLE
