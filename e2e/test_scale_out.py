@@ -23,7 +23,7 @@ from meshplate_testing.edge import Edge, local_config
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 
-from .conftest import ENVOY_CONFIG, Stack
+from .conftest import ENVOY_CONFIG, SERVICE_NAMES, Stack
 from .identity import ADMIN, bearer, log_in, sign_up
 from .replicas import Load, Replicas, targets
 
@@ -112,15 +112,30 @@ async def _counted(url: str, pattern: str) -> float:
     )
 
 
-def _shares(counts: list[float]) -> list[float]:
+async def _split(ports: list[int], pattern: str) -> list[float]:
+    """Each process's share of the samples matching `pattern` on its /metrics (by port)."""
+    counts = [await _counted(f"http://127.0.0.1:{port}/metrics", pattern) for port in ports]
     total = sum(counts)
     return [count / total if total else 0.0 for count in counts]
+
+
+@dataclass
+class Fleet:
+    """Two of every process, and the Envoy in front of the gateways."""
+
+    replicas: Replicas
+    gateways: list[ServiceProcess]
+    workers: list[ServiceProcess]
+    proxy: Edge
+    # Where each gateway and each worker serves HTTP (/metrics included).
+    gateway_ports: list[int]
+    worker_ports: list[int]
 
 
 @contextlib.asynccontextmanager
 async def _fleet(
     stack: Stack, database_urls: dict[str, str], redis_url: str
-) -> AsyncIterator[tuple[Replicas, list[ServiceProcess], list[ServiceProcess], Edge, list[int]]]:
+) -> AsyncIterator[Fleet]:
     """Two of each gRPC service, two gateways, two workers, Envoy in front; stopped at the end."""
     replicas = Replicas(stack, database_urls, redis_url)
     gateway_ports, worker_ports = [free_port(), free_port()], [free_port(), free_port()]
@@ -147,7 +162,7 @@ async def _fleet(
             process = _worker(port, replicas, stack.workload_tls("worker"), redis_url)
             workers.append(await _started(process, f"http://127.0.0.1:{port}/health"))
         await asyncio.to_thread(proxy.start)
-        yield replicas, gateways, workers, proxy, [*gateway_ports, *worker_ports]
+        yield Fleet(replicas, gateways, workers, proxy, gateway_ports, worker_ports)
     finally:
         await asyncio.to_thread(proxy.stop)
         for process in [*gateways, *workers]:
@@ -205,9 +220,9 @@ async def test_two_of_everything_share_the_load_and_lose_one_of_each_without_los
 ) -> None:
     async with (
         _fleet(stack, stack_database_urls, flushed_redis) as fleet,
-        stack.client(fleet[3].url) as client,
+        stack.client(fleet.proxy.url) as client,
     ):
-        replicas, gateways, workers, proxy, http_ports = fleet
+        replicas = fleet.replicas
         admitted = await _exact_across_replicas(client)
         await sign_up(client, "scaler")
         load, tasks = Load(client, "scaler"), Tasks(client)
@@ -215,37 +230,19 @@ async def test_two_of_everything_share_the_load_and_lose_one_of_each_without_los
         tasking = asyncio.create_task(tasks.run())
         await asyncio.sleep(WARM_S)
 
-        shares: dict[str, list[float]] = {}
-        for name in ("auth", "users", "ratelimit"):
-            served = r'grpc_server_handled_total\{[^}]*grpc_service="meshplate\.'
-            shares[name] = _shares(
-                [
-                    await _counted(f"http://127.0.0.1:{port}/metrics", served)
-                    for port in replicas.metrics[name]
-                ]
-            )
-        shares["gateway"] = _shares(
-            [
-                await _counted(f"http://127.0.0.1:{port}/metrics", r"http_requests_total\{")
-                for port in http_ports[:2]
-            ]
-        )
-        shares["worker"] = _shares(
-            [
-                await _counted(
-                    f"http://127.0.0.1:{port}/metrics",
-                    r'worker_jobs_total\{kind="sample-task",outcome="succeeded"\}',
-                )
-                for port in http_ports[2:]
-            ]
+        served = r'grpc_server_handled_total\{[^}]*grpc_service="meshplate\.'
+        shares = {name: await _split(replicas.metrics[name], served) for name in SERVICE_NAMES}
+        shares["gateway"] = await _split(fleet.gateway_ports, r"http_requests_total\{")
+        shares["worker"] = await _split(
+            fleet.worker_ports, r'worker_jobs_total\{kind="sample-task",outcome="succeeded"\}'
         )
 
         kills = [
             replicas.processes["users", 1],
             replicas.processes["auth", 1],
             replicas.processes["ratelimit", 1],
-            gateways[1],
-            workers[1],
+            fleet.gateways[1],
+            fleet.workers[1],
         ]
         for process in kills:
             await process.kill()
@@ -256,7 +253,7 @@ async def test_two_of_everything_share_the_load_and_lose_one_of_each_without_los
         await tasking
         stored = await load.stored()
         jobs = await _succeeded(flushed_redis, tasks.acknowledged, timeout_s=30)
-        edge_failures = [line for line in proxy.access_log() if line["status"] >= 500]
+        edge_failures = [line for line in fleet.proxy.access_log() if line["status"] >= 500]
 
     assert admitted == 30
     for name, split in shares.items():
