@@ -3,7 +3,7 @@
 #   docker build --build-arg SERVICE=auth -t meshplate/auth .
 # SERVICE picks both the packages installed and the final stage; PYTHON_IMAGE swaps the base for
 # another Python 3.11 image (the same for both stages, as the environment links to its python).
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
 # Without the argument, the `none` stage stops the build with a hint (an empty default would fail
 # less clearly, and BuildKit warns of it at every build).
 ARG SERVICE=none
@@ -14,13 +14,17 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
-RUN pip install --no-cache-dir uv==0.13.8
+RUN pip install --no-cache-dir --root-user-action=ignore uv==0.13.8
 WORKDIR /src
 # The whole workspace (see .dockerignore): uv resolves it with the root's pinned versions, then
 # installs this member and its dependencies only, as wheels (no sources, no dev tools).
 COPY . .
 ARG SERVICE
-RUN uv sync --package meshplate-${SERVICE} --no-dev --no-editable
+# uv's download cache stays with the builder (not in a layer), for the next service's build. The
+# test suites some packages ship are dropped, as the official image drops Python's own.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --package meshplate-${SERVICE} --no-dev --no-editable \
+    && find /app/.venv -depth -type d \( -name tests -o -name test \) -exec rm -rf '{}' +
 
 # --- runtime: the virtual environment alone, run by an unprivileged user -----------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -39,6 +43,16 @@ ENV PATH=/app/.venv/bin:$PATH \
     MALLOC_MMAP_THRESHOLD_=1048576
 WORKDIR /app
 USER 10001:10001
+# What the image holds (OCI annotations): `make images` passes the package's version, the
+# commit and where its source lives.
+ARG SERVICE
+ARG VERSION=unknown
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="meshplate-${SERVICE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 
 # --- one stage per service: where it listens, how it is probed, how it starts ------------------
 # The listeners bind every address of the container; the probe asks the service itself
@@ -78,8 +92,10 @@ ENTRYPOINT ["python", "-m", "ratelimit"]
 FROM runtime AS gateway
 ENV GATEWAY_HOST=0.0.0.0
 EXPOSE 8000
+# `web`: over HTTPS with the workload's certificate when the gateway serves it (GATEWAY_HTTPS),
+# else over HTTP.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "meshplate_core.probe", "http", "http://127.0.0.1:8000/health"]
+    CMD ["python", "-m", "meshplate_core.probe", "web", "127.0.0.1:8000/health"]
 ENTRYPOINT ["python", "-m", "gateway"]
 
 # worker: background jobs (health and /metrics on HTTP 8001).

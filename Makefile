@@ -8,7 +8,7 @@ SVC ?=
 TEST_PATHS := $(if $(SVC),services/$(SVC),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-scale bench soak lint fmt protos protos-check breaking dist release-api cov pins
+.PHONY: help install run test test-scale test-containers images bench soak lint fmt protos protos-check breaking dist release-api cov pins
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,8 +26,14 @@ run: install ## run the whole stack in the foreground (Ctrl-C stops it)
 test: install ## run the tests (SVC=users: one service only)
 	$(RUN) pytest $(TEST_PATHS)
 
-test-scale: install ## the scale-out suites: users and auth through PgBouncer (transaction pooling, 2 server connections)
-	TEST_PGBOUNCER_POOL=2 $(RUN) pytest -p no:cacheprovider services/users services/auth libs/meshplate-core/tests/test_pgbouncer.py
+test-scale: install ## every service's suite through PgBouncer (transaction pooling, 2 server connections) on a Redis Cluster (3 masters, 3 replicas)
+	TEST_PGBOUNCER_POOL=2 TEST_REDIS_CLUSTER=1 $(RUN) pytest -p no:cacheprovider services libs/meshplate-core/tests
+
+test-containers: install ## build the images (local stand-ins) and run compose.yaml under Podman: the README walk, a restart, each image checked
+	$(RUN) pytest -p no:cacheprovider e2e/containers_stack.py
+
+images: ## build every service's image (LOCAL_IMAGES=1: on local stand-ins, no registry), sizes reported
+	LOCAL_IMAGES=$(LOCAL_IMAGES) bash scripts/images.sh
 
 bench: install ## measure the speed targets (e2e/bench_*.py; MONOLITH_KIT=<kit> beside the monolith)
 	$(RUN) pytest -p no:cacheprovider -s -q e2e/bench_*.py

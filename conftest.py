@@ -8,21 +8,65 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-import redis
 
 from meshplate_core.mtls import Tls
 from meshplate_core.pki import ensure
 from meshplate_testing.pgbouncer import ThrowawayPgBouncer, running_pgbouncer
 from meshplate_testing.proxy import TcpProxy
+from meshplate_testing.redis_cluster import ThrowawayRedisCluster, running_redis_cluster
 from meshplate_testing.servers import (
     PG_DEFAULT,
     REDIS_DEFAULT,
+    flush_redis,
     postgres_answers,
     recreate_database,
     redis_answers,
     throwaway_postgres,
     throwaway_redis,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An asyncio stream still open when its event loop closed, collected in a later test: seen
+    # once in the one-server run too, right after the worker's tests (whose FastStream reads are
+    # cancelled at stop, the redis-py leak below; or the test SMTP server's session). Our own
+    # code opens no asyncio stream outside the test helpers, which close theirs.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:Exception ignored in. <function StreamWriter.__del__"
+        ":pytest.PytestUnraisableExceptionWarning",
+    )
+    if os.environ.get("TEST_REDIS_CLUSTER"):
+        # redis-py 8.1's cluster client leaks the connection of a command cancelled mid-call (as
+        # FastStream cancels its stream reads when a worker stops), and a node a topology
+        # refresh replaced keeps its busy connections open: the client, the cluster node, the
+        # connection, its stream writer (filtered above for every run), its transport or its
+        # socket, whichever the collector meets first. These are every `__del__` warning of
+        # redis-py's asyncio cluster classes and of the asyncio objects under them. A leak at
+        # shutdown only (not yet traced to its owner when it is the client); the one-server run
+        # (`make test`) keeps every other form an error.
+        leaks = (
+            "<function RedisCluster.__del__",
+            "<function ClusterNode.__del__",
+            "<function AbstractConnection.__del__",
+            "<function _SelectorTransport.__del__",
+            "<socket.socket",
+        )
+        for leaked in leaks:
+            config.addinivalue_line(
+                "filterwarnings",
+                f"ignore:Exception ignored in. {leaked}:pytest.PytestUnraisableExceptionWarning",
+            )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On a Redis Cluster (TEST_REDIS_CLUSTER), skip the tests about one Redis server itself."""
+    if not os.environ.get("TEST_REDIS_CLUSTER"):
+        return
+    skip = pytest.mark.skip(reason="about one Redis server itself: not run on a Redis Cluster")
+    for item in items:
+        if "one_redis_server" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +82,22 @@ def postgres_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """The URL of a Redis database that tests own (flush it freely)."""
-    if url := os.environ.get("TEST_REDIS_URL"):
+def redis_cluster() -> Iterator[ThrowawayRedisCluster | None]:
+    """With TEST_REDIS_CLUSTER=1 (`make test-scale`), a Redis Cluster of three masters and their
+    replicas that every service uses instead of one Redis server; else None."""
+    if os.environ.get("TEST_REDIS_CLUSTER"):
+        with running_redis_cluster() as cluster:
+            yield cluster
+    else:
+        yield None
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_cluster: ThrowawayRedisCluster | None) -> Iterator[str]:
+    """The URL of a Redis database (or cluster) that tests own (flush it freely)."""
+    if redis_cluster is not None:
+        yield redis_cluster.url
+    elif url := os.environ.get("TEST_REDIS_URL"):
         yield url
     elif redis_answers(REDIS_DEFAULT):
         yield REDIS_DEFAULT
@@ -79,8 +136,7 @@ def make_database(postgres_dsn: str, pooler: ThrowawayPgBouncer | None) -> Calla
 @pytest.fixture
 def flushed_redis(redis_url: str) -> str:
     """`redis_url`, emptied before the test."""
-    with redis.Redis.from_url(redis_url) as client:
-        client.flushdb()
+    flush_redis(redis_url)
     return redis_url
 
 

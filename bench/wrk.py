@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -17,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from meshplate_testing.packages import installed
 
 THREADS = 2
 # A request slower than this counts as a timeout (wrk's default, 2 s, is short for logins).
@@ -28,17 +28,11 @@ _DURATION = r"([\d.]+)(us|ms|s|m|h)"
 def ensure_wrk() -> str:
     """The wrk binary: installed with apt-get when missing and this process is root, else the
     session stops with a one-line hint."""
-    if found := shutil.which("wrk"):
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        install = ["apt-get", "install", "-y", "-q", "wrk"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for commands in ([install], [["apt-get", "update", "-q"], install]):
-            for command in commands:
-                subprocess.run(command, capture_output=True, check=False, timeout=600, env=env)
-            if found := shutil.which("wrk"):
-                return found
-    pytest.exit("make bench needs wrk: install the Debian package 'wrk' (as root)", returncode=3)
+    if missing := installed(["wrk"], commands=["wrk"]):
+        pytest.exit(f"make bench needs wrk: {missing}", returncode=3)
+    found = shutil.which("wrk")
+    assert found
+    return found
 
 
 @dataclass(frozen=True)

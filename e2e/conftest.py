@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,9 @@ from meshplate_core.grpc_server import Register, Running, start
 from meshplate_core.mtls import Tls
 from meshplate_testing.databases import migrated_database
 from meshplate_testing.edge import Edge, local_config
+from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
+from meshplate_testing.smtp import Mailbox, smtp_server
 from ratelimit.settings import Settings as RateLimitSettings
 from users.settings import Settings as UsersSettings
 
@@ -262,6 +264,7 @@ async def stack(
                 # Envoy, on this machine, sets X-Forwarded-For.
                 trusted_proxies=["127.0.0.1/32"],
                 tls_dir=workload_tls("gateway").folder,
+                admin_secret_key=SecretStr("e2e-admin-signing-key"),
                 _env_file=None,
             ),
         )
@@ -276,3 +279,51 @@ async def stack(
             await stack.stop(name)
     for engine in engines.values():
         await engine.dispose()
+
+
+StartWorker = Callable[..., Awaitable[ServiceProcess]]
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """The SMTP server the worker sends through."""
+    with smtp_server() as box:
+        yield box
+
+
+@pytest.fixture
+async def start_worker(stack: Stack, mailbox: Mailbox) -> AsyncIterator[StartWorker]:
+    """Starts a worker process on the stack's Redis, auth and users, sending to `mailbox`."""
+    started: list[ServiceProcess] = []
+
+    async def start(**env: str) -> ServiceProcess:
+        process = ServiceProcess(
+            "worker",
+            env={
+                "WORKER_REDIS_URL": stack.gateway_settings.redis_url,
+                "WORKER_HTTP_PORT": str(free_port()),
+                "WORKER_AUTH_ADDR": f"127.0.0.1:{stack.ports['auth']}",
+                "WORKER_USERS_ADDR": f"127.0.0.1:{stack.ports['users']}",
+                "WORKER_SMTP_PORT": str(mailbox.port),
+                "WORKER_SAMPLE_TASK_S": "0.3",
+                "WORKER_PURGE_INTERVAL_S": "0",
+                "WORKER_REPORT_INTERVAL_S": "0",
+                "TLS_DIR": str(stack.workload_tls("worker").folder),
+                **{f"WORKER_{name.upper()}": value for name, value in env.items()},
+            },
+        )
+        started.append(process)
+        await process.start()
+        await process.wait_for_log(lambda line: "Uvicorn running" in line["msg"], timeout_s=20)
+        return process
+
+    yield start
+    for process in started:
+        await process.terminate(timeout_s=15)
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 15) -> None:
+    """Once `check` holds (TimeoutError after `timeout_s`)."""
+    async with asyncio.timeout(timeout_s):
+        while not await check():
+            await asyncio.sleep(0.1)

@@ -9,10 +9,12 @@ import pty
 import select
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
@@ -130,6 +132,7 @@ async def test_ctrl_c_stops_everything_cleanly_and_leaves_nothing_behind(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.timeout(120)
 def test_make_run_in_a_terminal_exits_0_on_ctrl_c(flushed_redis: str, tmp_path: Path) -> None:
     # A terminal's Ctrl-C goes to its whole foreground group, make included: make, interrupted,
     # would end with "*** [run] Interrupt" and status 130 however cleanly the stack stopped.
@@ -143,30 +146,44 @@ def test_make_run_in_a_terminal_exits_0_on_ctrl_c(flushed_redis: str, tmp_path: 
     assert not any(_listening(port) for port in started.ports.values())
 
 
-def _make_run_in_a_terminal(env: dict[str, str]) -> tuple[int, str]:
-    """`make run` on a pseudo-terminal, Ctrl-C typed once the stack is up: its exit status and
-    what the terminal showed."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: make, with the terminal as its controlling one
-        os.chdir(Path(__file__).parents[1])
-        os.execvpe("make", ["make", "--no-print-directory", "run"], {**os.environ, **env})
-    output, typed, deadline = b"", False, time.monotonic() + 120
+def _make_run_in_a_terminal(env: dict[str, str], up_within_s: float = 60) -> tuple[int, str]:
+    """`make run` on a pseudo-terminal, Ctrl-C typed once the stack is up (or once `up_within_s`
+    has passed, so a stack that never comes up still stops and shows its output): its exit
+    status and what the terminal showed."""
+    controller, terminal = pty.openpty()
+    # `setsid --ctty` makes the terminal make's controlling one, as a shell would; no Python runs
+    # between fork and exec (this process has gRPC's threads: a fork that ran Python could hang).
+    make = subprocess.Popen(
+        ["setsid", "--ctty", "make", "--no-print-directory", "run"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=Path(__file__).parents[1],
+        env={**os.environ, **env},
+    )
+    os.close(terminal)
+    output, typed_at = b"", None
+    started = time.monotonic()
     try:
-        while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.5)[0]:
+        while make.poll() is None or select.select([controller], [], [], 0)[0]:
+            if select.select([controller], [], [], 0.5)[0]:
                 try:
-                    chunk = os.read(fd, 65536)
+                    chunk = os.read(controller, 65536)
                 except OSError:  # the terminal's other end closed: make has ended
                     break
                 if not chunk:
                     break
                 output += chunk
-            if not typed and b"Ctrl-C stops everything" in output:
-                os.write(fd, b"\x03")  # what the terminal sends for Ctrl-C
-                typed = True
-        else:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+            now = time.monotonic()
+            if typed_at is None and (
+                b"Ctrl-C stops everything" in output or now - started > up_within_s
+            ):
+                os.write(controller, b"\x03")  # what the terminal sends for Ctrl-C
+                typed_at = now
+            elif typed_at is not None and now - typed_at > 40:
+                os.killpg(make.pid, signal.SIGKILL)
+                break
+        code = make.wait(timeout=10)
     finally:
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+        os.close(controller)
+    return code, output.decode(errors="replace")

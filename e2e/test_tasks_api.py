@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any
@@ -14,52 +13,13 @@ import pytest
 import redis.asyncio as redis
 from sqlalchemy import text
 
+from meshplate_core.jobs import JobStore
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
-from meshplate_testing.smtp import Mailbox, smtp_server
+from meshplate_testing.smtp import Mailbox
 
-from .conftest import Stack, serve_gateway
+from .conftest import Stack, StartWorker, serve_gateway
 from .identity import ann_bob_and_root, sign_up
-
-StartWorker = Callable[..., Awaitable[ServiceProcess]]
-
-
-@pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    """The SMTP server the worker sends through."""
-    with smtp_server() as box:
-        yield box
-
-
-@pytest.fixture
-async def start_worker(stack: Stack, mailbox: Mailbox) -> AsyncIterator[StartWorker]:
-    """Starts a worker process on the stack's Redis, auth and users, sending to `mailbox`."""
-    started: list[ServiceProcess] = []
-
-    async def start(**env: str) -> ServiceProcess:
-        process = ServiceProcess(
-            "worker",
-            env={
-                "WORKER_REDIS_URL": stack.gateway_settings.redis_url,
-                "WORKER_HTTP_PORT": str(free_port()),
-                "WORKER_AUTH_ADDR": f"127.0.0.1:{stack.ports['auth']}",
-                "WORKER_USERS_ADDR": f"127.0.0.1:{stack.ports['users']}",
-                "WORKER_SMTP_PORT": str(mailbox.port),
-                "WORKER_SAMPLE_TASK_S": "0.3",
-                "WORKER_PURGE_INTERVAL_S": "0",
-                "WORKER_REPORT_INTERVAL_S": "0",
-                "TLS_DIR": str(stack.workload_tls("worker").folder),
-                **{f"WORKER_{name.upper()}": value for name, value in env.items()},
-            },
-        )
-        started.append(process)
-        await process.start()
-        await process.wait_for_log(lambda line: "Uvicorn running" in line["msg"], timeout_s=20)
-        return process
-
-    yield start
-    for process in started:
-        await process.terminate(timeout_s=15)
 
 
 @pytest.fixture
@@ -185,7 +145,7 @@ async def test_a_scheduled_job_waits_out_an_auth_outage(
         # auth cannot be reached: its slot waits instead of failing.
         await asyncio.sleep(1.5)
         async with redis.Redis.from_url(stack.gateway_settings.redis_url) as store:
-            while_down = [key async for key in store.scan_iter("tasks:job:purge-expired-*")]
+            while_down = [key async for key in store.scan_iter(JobStore.key("purge-expired-*"))]
         await stack.start("auth")
         job_id = await _system_job("purge-expired", stack)
         done = await _finished(client, job_id, headers=who["root"])
@@ -234,8 +194,8 @@ async def _system_job(name: str, stack: Stack) -> str:
         async with asyncio.timeout(15):
             while True:
                 ids: list[str] = [
-                    key.decode().removeprefix("tasks:job:")
-                    async for key in client.scan_iter(f"tasks:job:{name}-*")
+                    key.decode().removeprefix(JobStore.key(""))
+                    async for key in client.scan_iter(JobStore.key(f"{name}-*"))
                 ]
                 if ids:
                     return min(ids, key=lambda job_id: int(job_id.rsplit("-", 1)[1]))

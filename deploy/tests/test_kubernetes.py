@@ -192,6 +192,7 @@ def test_no_secret_is_applied_but_every_reference_names_the_expected_one(overlay
     example = yaml.safe_load((ROOT / "deploy" / "k8s" / "secret.example.yaml").read_text())
     kubernetes_validate.validate(example, KUBERNETES_VERSION, strict=True)
     keys = set(example["stringData"])
+    read = set()
     for where, spec in pod_specs(overlay):
         for container in spec["containers"]:
             for variable in container.get("env", []):
@@ -200,6 +201,10 @@ def test_no_secret_is_applied_but_every_reference_names_the_expected_one(overlay
                     continue
                 assert ref["name"] == "meshplate-secrets", where
                 assert ref["key"] in keys or ref.get("optional"), (where, ref["key"])
+                read.add(ref["key"])
+    # And every key the example lists is read by some container (found missing once: the
+    # gateways of a staging overlay had no ADMIN_SECRET_KEY and refused to start).
+    assert keys <= read, keys - read
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

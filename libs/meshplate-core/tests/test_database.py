@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
-from meshplate_core.database import async_url, open_engine, ping
+from meshplate_core.database import async_url, open_engine, ping, wait_until_up
+from meshplate_testing.proxy import TcpProxy
 
 
 @pytest.mark.parametrize(
@@ -55,3 +58,43 @@ def test_a_service_that_does_not_migrate_never_loads_alembic() -> None:
     )
 
     assert result.stdout.strip() == "False"
+
+
+async def test_waiting_returns_once_a_late_database_answers(postgres_proxy: TcpProxy) -> None:
+    await postgres_proxy.cut()
+    engine = open_engine(
+        f"postgresql://postgres@127.0.0.1:{postgres_proxy.port}/postgres",
+        pool_size=1,
+        application_name="t",
+    )
+    waiting = asyncio.create_task(wait_until_up(engine, within_s=30, retry_s=0.1))
+    try:
+        await asyncio.sleep(1)
+        refused_so_far = not waiting.done()
+        await postgres_proxy.open()
+        await asyncio.wait_for(waiting, timeout=10)
+    finally:
+        await engine.dispose()
+
+    assert refused_so_far
+
+
+async def test_waiting_gives_up_with_the_last_error() -> None:
+    engine = open_engine("postgresql://nobody@127.0.0.1:1/none", pool_size=1, application_name="t")
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await wait_until_up(engine, within_s=0.3, retry_s=0.1)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_database_that_answers_no_is_not_waited_for(postgres_dsn: str) -> None:
+    # A missing database will not appear by waiting: the error is raised at once, not after
+    # the minute it would otherwise wait (longer than the test's own timeout).
+    url = postgres_dsn.rsplit("/", 1)[0] + "/no_such_database"
+    engine = open_engine(url, pool_size=1, application_name="t")
+    try:
+        with pytest.raises(DBAPIError, match="no_such_database"):
+            await wait_until_up(engine, within_s=120, retry_s=100)
+    finally:
+        await engine.dispose()

@@ -8,10 +8,10 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from meshplate_core.events import TokensRevoked
+from meshplate_core.redis_client import RedisClient, connect
 from meshplate_core.revocations import RevocationList
 from meshplate_core.streams import encode
 from meshplate_core.tokens import Claims
@@ -32,7 +32,7 @@ def _token(token_id: str) -> Claims:
     )
 
 
-async def _revoke(redis: Redis, token_id: str) -> None:
+async def _revoke(redis: RedisClient, token_id: str) -> None:
     # As auth publishes a logout; retried while the restarted Redis does not answer yet.
     event = TokensRevoked(
         user_id=7, token_id=token_id, expires_at=datetime.now(UTC) + timedelta(minutes=10)
@@ -55,7 +55,7 @@ async def _until_revoked(revocations: RevocationList, token_id: str) -> None:
 
 async def test_revocations_are_followed_again_after_a_redis_restart() -> None:
     with running_redis(appendonly=True) as server:
-        publisher, follower = Redis.from_url(server.url), Redis.from_url(server.url)
+        publisher, follower = connect(server.url), connect(server.url)
         revocations = RevocationList()
         following = asyncio.create_task(revocations.follow(follower))
         try:

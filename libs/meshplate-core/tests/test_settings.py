@@ -80,6 +80,17 @@ def test_secret_files_supply_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert settings.signing_key.get_secret_value() == "from-a-mounted-file"
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity"])
+def test_a_float_setting_is_never_infinite_or_nan(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An infinite grace or deadline would be none at all; a NaN passes every bound's comparison.
+    monkeypatch.setenv("DEMO_SHUTDOWN_GRACE_S", value)
+
+    with pytest.raises(ValidationError, match="finite number"):
+        DemoSettings()
+
+
 def test_unknown_environment_is_refused() -> None:
     with pytest.raises(ValidationError):
         DemoSettings(environment="prod")

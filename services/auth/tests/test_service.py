@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import jwt
 import pytest
-import redis.asyncio as redis
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 
@@ -15,7 +14,8 @@ from auth.keys import parse_keys
 from auth.settings import Settings
 from meshplate.auth.v1 import auth_pb2
 from meshplate_core.database import open_engine
-from meshplate_core.events import TokensRevoked, UserDeleted
+from meshplate_core.events import TokensRevoked, UserDeleted, UserRightsChanged
+from meshplate_core.redis_client import connect
 from meshplate_core.streams import decode, encode
 
 from .conftest import PASSWORD
@@ -120,7 +120,7 @@ async def test_revocations_are_published_for_the_gateways(
     await auth.Logout(auth_pb2.LogoutRequest(access_token=tokens.access_token))
 
     entries: Any = []
-    async with redis.Redis.from_url(settings.redis_url) as client, asyncio.timeout(5):
+    async with connect(settings.redis_url) as client, asyncio.timeout(5):
         while len(entries) < 2:
             entries = await client.xrange(TokensRevoked.STREAM)
             await asyncio.sleep(0.02)
@@ -129,13 +129,20 @@ async def test_revocations_are_published_for_the_gateways(
     assert {e.family_id is not None for e in events} == {False, True}
 
 
-async def test_a_deleted_user_event_revokes_their_tokens(
-    auth: AuthServiceAsyncStub, settings: Settings
+@pytest.mark.parametrize("happened", ["deleted", "rights changed"])
+async def test_a_deleted_user_or_one_whose_rights_changed_loses_their_tokens(
+    auth: AuthServiceAsyncStub, settings: Settings, happened: str
 ) -> None:
     tokens = await _login(auth)
+    # Made after the login: what happened revokes the tokens issued before it.
+    event: UserDeleted | UserRightsChanged = (
+        UserDeleted(user_id=2, hard=False)
+        if happened == "deleted"
+        else UserRightsChanged(user_id=2, is_superuser=True)
+    )
 
-    async with redis.Redis.from_url(settings.redis_url) as client:
-        await client.xadd(UserDeleted.STREAM, encode(UserDeleted(user_id=2, hard=False)))  # type: ignore[arg-type]
+    async with connect(settings.redis_url) as client:
+        await client.xadd(event.STREAM, encode(event))  # type: ignore[arg-type]  # redis-py wants a dict of Any
 
     assert await _eventually_refused(auth, tokens.access_token) is grpc.StatusCode.UNAUTHENTICATED
 

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from gateway.app import create_app
 from gateway.settings import Settings
@@ -26,6 +27,7 @@ def settings_for(environment: Environment, redis_url: str, tls: Tls | None = Non
         startup_wait_s=0,
         grpc_plaintext=tls is None,
         tls_dir=tls.folder if tls else None,
+        admin_secret_key=SecretStr("gateway-tests-admin-key"),
         _env_file=None,
     )
 

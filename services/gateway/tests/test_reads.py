@@ -6,10 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from redis.asyncio import Redis
-
 from gateway.reads import ReadModel
 from meshplate_core.events import ReadsChanged, user_key, username_key
+from meshplate_core.redis_client import connect
 from meshplate_core.streams import encode
 
 
@@ -34,8 +33,8 @@ class Source:
 
 @contextlib.asynccontextmanager
 async def following(redis_url: str, **options: float) -> AsyncIterator[ReadModel]:
-    redis = Redis.from_url(redis_url)
-    follower = Redis.from_url(redis_url)
+    redis = connect(redis_url)
+    follower = connect(redis_url)
     await redis.flushdb()
     model = ReadModel(
         redis, ttl_s=options.get("ttl_s", 60.0), max_entries=int(options.get("max_entries", 100))
@@ -54,7 +53,7 @@ async def following(redis_url: str, **options: float) -> AsyncIterator[ReadModel
 
 
 async def publish(redis_url: str, *keys: str) -> None:
-    async with Redis.from_url(redis_url) as redis:
+    async with connect(redis_url) as redis:
         await redis.xadd(ReadsChanged.STREAM, encode(ReadsChanged(keys=list(keys))))  # type: ignore[arg-type]  # redis-py wants a dict of Any
 
 
@@ -158,7 +157,7 @@ async def test_a_zero_lifetime_switches_copies_off(redis_url: str) -> None:
 async def test_without_redis_every_read_goes_to_users() -> None:
     source = Source()
     source.values[user_key(1)] = "ann"
-    redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    redis = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     model = ReadModel(redis, ttl_s=60.0)
     model.synced.set()
 

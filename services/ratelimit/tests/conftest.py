@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,6 +15,7 @@ from meshplate.ratelimit.v1 import ratelimit_pb2_grpc
 from meshplate_core.database import open_engine
 from meshplate_core.grpc_server import start
 from meshplate_core.mtls import Tls
+from meshplate_core.redis_client import RedisClient, connect
 from meshplate_testing.databases import migrated_database
 from meshplate_testing.mtls import channel_to, open_to
 from ratelimit.callers import callers
@@ -106,8 +106,8 @@ async def ratelimit(start_ratelimit: Callable[..., Any]) -> RateLimitServiceAsyn
 
 
 @pytest.fixture
-async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
+async def redis_client(settings: Settings) -> AsyncIterator[RedisClient]:
     """A client of the test Redis."""
-    client = Redis.from_url(settings.redis_url)
+    client = connect(settings.redis_url)
     yield client
     await client.aclose()

@@ -175,6 +175,7 @@ def counting_redis(url: str, calls: list[str]) -> Redis:
     return Redis.from_url(url, connection_class=CountingConnection)
 
 
+@pytest.mark.one_redis_server
 async def test_the_decision_costs_one_redis_round_trip(
     ratelimit: RateLimitServiceAsyncStub, engine: AsyncEngine, settings: Any
 ) -> None:
@@ -197,6 +198,7 @@ async def test_the_decision_costs_one_redis_round_trip(
     assert calls == ["EVALSHA"]
 
 
+@pytest.mark.one_redis_server
 async def test_checks_made_together_cost_one_redis_round_trip(
     engine: AsyncEngine, settings: Any
 ) -> None:
@@ -262,6 +264,7 @@ async def test_a_malformed_check_names_its_place_in_the_batch(
     assert "check 1" in (err.value.details() or "")
 
 
+@pytest.mark.one_redis_server
 async def test_subjects_over_their_limit_are_not_counted_and_cost_one_round_trip_a_batch(
     engine: AsyncEngine, settings: Any, redis_client: Redis
 ) -> None:
@@ -284,7 +287,7 @@ async def test_subjects_over_their_limit_are_not_counted_and_cost_one_round_trip
     assert {a.retry_after_s for a in answers} <= set(range(1, 61))
     # One run of the script, which only confirmed the rules' version: nothing was counted.
     assert calls == ["EVALSHA"]
-    [counter] = [key async for key in redis_client.scan_iter("ratelimit:{ip:1.2.3.4}:*")]
+    [counter] = [key async for key in redis_client.scan_iter("ratelimit:{*}:ip:1.2.3.4:*")]
     assert await redis_client.zcard(counter) == 2
     assert limiter.stats.denied_locally == 100
 
@@ -309,7 +312,7 @@ async def test_every_counter_has_a_ttl(
     await _check(ratelimit, "/api/v1/fixed")
     await _check(ratelimit, "/api/v1/sliding")
 
-    keys = [k for k in await redis_client.keys("ratelimit:{*") if b"rules" not in k]
+    keys = [k async for k in redis_client.scan_iter("ratelimit:{*") if b"rules" not in k]
 
     ttls = [await redis_client.pttl(k) for k in keys]
 
@@ -332,6 +335,7 @@ async def test_redis_unreachable_fails_open_or_closed(
     assert outcome == expected
 
 
+@pytest.mark.one_redis_server
 @pytest.mark.parametrize("fail_open", [True, False])
 async def test_a_redis_answering_too_late_is_decided_without_then_used_again(
     engine: AsyncEngine, settings: Any, fail_open: bool

@@ -155,3 +155,10 @@ async def users(
     """A stub of the real users server, started on port 0 with the real store (see `serving`)."""
     async with serving(engine, settings, workload_tls) as users:
         yield users
+
+
+async def status_of(call: Any) -> grpc.StatusCode:
+    """The status a call fails with (it must fail)."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code()

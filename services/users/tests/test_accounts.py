@@ -8,15 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-import redis.asyncio as redis
 from passlib.hash import argon2, bcrypt
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2
 from meshplate_core.events import Event, UserDeleted, UserRegistered, UserTierChanged
+from meshplate_core.redis_client import connect
 from meshplate_core.streams import decode
 from users.settings import Settings
+
+from .conftest import status_of
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
@@ -36,18 +38,12 @@ async def _sign_up(users: UsersServiceAsyncStub, username: str = "ann") -> users
     return reply.user
 
 
-async def _code(call: Any) -> grpc.StatusCode:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value.code()
-
-
 async def _events(
     redis_url: str, model: type[Event], until: Callable[[list[Any]], bool] = bool
 ) -> list[Any]:
     """The events on the model's stream, once `until` holds for them (or after 2 s)."""
     events: list[Any] = []
-    async with redis.Redis.from_url(redis_url) as client:
+    async with connect(redis_url) as client:
         for _ in range(100):
             entries: Any = await client.xrange(model.STREAM)
             events = [decode(model, fields) for _id, fields in entries]
@@ -170,7 +166,9 @@ async def test_list_users_pages_by_id(users: UsersServiceAsyncStub) -> None:
 async def test_out_of_range_pages_are_invalid(
     users: UsersServiceAsyncStub, page: int, size: int
 ) -> None:
-    code = await _code(users.ListUsers(users_pb2.ListUsersRequest(page=page, items_per_page=size)))
+    code = await status_of(
+        users.ListUsers(users_pb2.ListUsersRequest(page=page, items_per_page=size))
+    )
 
     assert code is grpc.StatusCode.INVALID_ARGUMENT
 
@@ -204,7 +202,9 @@ async def test_bad_updates_are_refused(
 ) -> None:
     ann = await _sign_up(users)
 
-    got = await _code(users.UpdateUser(users_pb2.UpdateUserRequest(id=ann.id, **{field: value})))
+    got = await status_of(
+        users.UpdateUser(users_pb2.UpdateUserRequest(id=ann.id, **{field: value}))
+    )
 
     assert got is code
 
@@ -217,14 +217,15 @@ async def test_soft_deleted_user_is_gone_and_announced(
     await users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.id))
 
     assert (
-        await _code(users.GetUser(users_pb2.GetUserRequest(id=ann.id))) is grpc.StatusCode.NOT_FOUND
-    )
-    assert (
-        await _code(users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.id)))
+        await status_of(users.GetUser(users_pb2.GetUserRequest(id=ann.id)))
         is grpc.StatusCode.NOT_FOUND
     )
     assert (
-        await _code(
+        await status_of(users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.id)))
+        is grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        await status_of(
             users.VerifyCredentials(
                 users_pb2.VerifyCredentialsRequest(username_or_email="ann", password=PASSWORD)
             )
@@ -274,7 +275,7 @@ async def test_tiers_lifecycle(users: UsersServiceAsyncStub) -> None:
     assert renamed == by_name
     assert [t.name for t in listed.tiers] == ["free", "platinum"]
     assert (
-        await _code(users.GetTier(users_pb2.GetTierRequest(id=gold.id)))
+        await status_of(users.GetTier(users_pb2.GetTierRequest(id=gold.id)))
         is grpc.StatusCode.NOT_FOUND
     )
 
@@ -283,9 +284,9 @@ async def test_tier_errors(users: UsersServiceAsyncStub) -> None:
     free = (await users.GetTier(users_pb2.GetTierRequest(name="free"))).tier
     await _sign_up(users)
 
-    taken = await _code(users.CreateTier(users_pb2.CreateTierRequest(name="free")))
-    in_use = await _code(users.DeleteTier(users_pb2.DeleteTierRequest(id=free.id)))
-    blank = await _code(users.CreateTier(users_pb2.CreateTierRequest(name=" ")))
+    taken = await status_of(users.CreateTier(users_pb2.CreateTierRequest(name="free")))
+    in_use = await status_of(users.DeleteTier(users_pb2.DeleteTierRequest(id=free.id)))
+    blank = await status_of(users.CreateTier(users_pb2.CreateTierRequest(name=" ")))
 
     assert (taken, in_use, blank) == (
         grpc.StatusCode.ALREADY_EXISTS,
@@ -303,7 +304,7 @@ async def test_tier_change_is_stored_and_announced(
     moved = (
         await users.SetUserTier(users_pb2.SetUserTierRequest(user_id=ann.id, tier_id=gold.id))
     ).user
-    missing = await _code(
+    missing = await status_of(
         users.SetUserTier(users_pb2.SetUserTierRequest(user_id=ann.id, tier_id=999))
     )
 

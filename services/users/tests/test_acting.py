@@ -4,7 +4,7 @@ decides what that user may change."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -15,16 +15,10 @@ from auth.keys import generate_pem, parse_keys
 from meshplate.users.v1 import users_pb2
 from meshplate_core.channels import AUTHORIZATION
 
-from .conftest import person, sign_up
+from .conftest import person, sign_up, status_of
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
-
-
-async def _code(call: Any) -> grpc.StatusCode:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value.code()
 
 
 async def test_users_change_themselves_only_and_superusers_anyone(
@@ -35,15 +29,15 @@ async def test_users_change_themselves_only_and_superusers_anyone(
     own = await users.UpdateUser(
         users_pb2.UpdateUserRequest(id=ann.user_id, name="Annie"), metadata=ann.metadata
     )
-    other = await _code(
+    other = await status_of(
         users.UpdateUser(
             users_pb2.UpdateUserRequest(id=ann.user_id, name="Bobbed"), metadata=bob.metadata
         )
     )
-    deleted = await _code(
+    deleted = await status_of(
         users.DeleteUser(users_pb2.DeleteUserRequest(id=ann.user_id), metadata=bob.metadata)
     )
-    erased_by_self = await _code(
+    erased_by_self = await status_of(
         users.DeleteUser(
             users_pb2.DeleteUserRequest(id=ann.user_id, hard=True), metadata=ann.metadata
         )
@@ -62,18 +56,18 @@ async def test_tiers_are_written_by_superusers_only(users: UsersServiceAsyncStub
     ann = await sign_up(users, "ann")
 
     codes = [
-        await _code(
+        await status_of(
             users.CreateTier(users_pb2.CreateTierRequest(name="gold"), metadata=ann.metadata)
         ),
-        await _code(
+        await status_of(
             users.SetUserTier(
                 users_pb2.SetUserTierRequest(user_id=ann.user_id, tier_id=1), metadata=ann.metadata
             )
         ),
-        await _code(
+        await status_of(
             users.UpdateTier(users_pb2.UpdateTierRequest(id=1, name="x"), metadata=ann.metadata)
         ),
-        await _code(users.DeleteTier(users_pb2.DeleteTierRequest(id=1), metadata=ann.metadata)),
+        await status_of(users.DeleteTier(users_pb2.DeleteTierRequest(id=1), metadata=ann.metadata)),
     ]
 
     assert codes == [grpc.StatusCode.PERMISSION_DENIED] * 4
@@ -91,7 +85,7 @@ async def test_a_write_without_a_valid_token_is_unauthenticated(
 ) -> None:
     ann = await sign_up(users, "ann")
 
-    code = await _code(
+    code = await status_of(
         users.UpdateUser(
             users_pb2.UpdateUserRequest(id=ann.user_id, name="Xavier"),
             metadata=((AUTHORIZATION, authorization),),
@@ -115,7 +109,7 @@ async def test_a_token_signed_by_a_key_auth_never_published_is_refused(
     )
     forged = forger.pair(Subject(user_id=1, tier_id=None, is_superuser=True), family_id="f")
 
-    code = await _code(
+    code = await status_of(
         users.DeleteUser(
             users_pb2.DeleteUserRequest(id=ann.user_id, hard=True),
             metadata=((AUTHORIZATION, f"Bearer {forged.access.token}"),),

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate.users.v1 import users_pb2
 from meshplate_core.events import ReadsChanged, post_key, user_key, username_key
 from meshplate_core.mtls import Tls
+from meshplate_core.redis_client import connect
 from meshplate_core.streams import decode
 from meshplate_testing.proxy import TcpProxy
 from users.settings import Settings
@@ -179,7 +179,7 @@ async def test_every_write_tells_copy_holders_what_changed(
         users_pb2.DeletePostRequest(id=post.id, author_username="annie"), metadata=ann.metadata
     )
 
-    async with Redis.from_url(settings.redis_url) as redis:
+    async with connect(settings.redis_url) as redis:
         entries: Any = await redis.xrange(ReadsChanged.STREAM)
     published = [sorted(decode(ReadsChanged, fields).keys) for _id, fields in entries]
 
@@ -253,6 +253,7 @@ async def users_via_proxy(
     await proxy.cut()
 
 
+@pytest.mark.one_redis_server
 async def test_redis_down_mid_test_reads_still_work_and_writes_wait_for_the_revocations(
     users_via_proxy: tuple[UsersServiceAsyncStub, TcpProxy], caplog: pytest.LogCaptureFixture
 ) -> None:

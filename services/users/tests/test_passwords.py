@@ -12,9 +12,12 @@ import pytest
 from passlib.hash import argon2, bcrypt
 
 from meshplate_core.errors import ResourceExhaustedError
-from users.passwords import SHARE_OF_DEADLINE, PasswordHasher
+from users.passwords import ANSWER_RESERVE, SHARE_OF_DEADLINE, PasswordHasher
 
 CURRENT = "$argon2id$v=19$m=7168,t=5,p=1$"
+# A bcrypt hash (of "x") far dearer to verify than the estimate of an argon2 hash (about 1 s
+# against 15-20 ms), as a hash starved of CPU time would be; made once, not on the test's loop.
+STARVED = "$2b$14$98qqMxqpNxdOujtqDA9sm./PsnMqbLnHtsXc6vVB44ID9G8X21J8G"
 
 
 def _hasher(*, concurrency: int = 1, nice: int = 10, idle: bool = False) -> PasswordHasher:
@@ -131,6 +134,49 @@ async def test_a_check_made_late_by_the_checks_ahead_of_it_is_refused() -> None:
     with pytest.raises(ResourceExhaustedError):
         await late
     assert await slow == (False, None)
+
+
+def _answered_with_time_to_spare(time_left_s: float) -> asyncio.Timeout:
+    # Half of the time kept for the answer to travel back must still be left.
+    return asyncio.timeout(time_left_s * (1 - ANSWER_RESERVE / 2))
+
+
+async def test_a_check_still_running_near_its_callers_deadline_is_refused_in_time() -> None:
+    hasher = _hasher()
+    stored = await hasher.hash("correct horse")
+    estimate = hasher.seconds_per_hash
+    # Admitted, then still running when its caller's time is nearly out.
+    time_left_s = _room_for(hasher, 16)
+
+    async with _answered_with_time_to_spare(time_left_s):
+        with pytest.raises(ResourceExhaustedError) as refused:
+            await hasher.verify("correct horse", STARVED, time_left_s=time_left_s)
+
+    assert refused.value.retry_after_s >= 1
+    # The hash goes on in its slot: the next check is refused, not started beside it; once the
+    # hash is done, the estimate has learnt from it.
+    with pytest.raises(ResourceExhaustedError):
+        await hasher.verify("correct horse", stored, time_left_s=_room_for(hasher, 1))
+    async with asyncio.timeout(10):
+        while hasher.seconds_per_hash == estimate:
+            await asyncio.sleep(0.01)
+    assert hasher.seconds_per_hash > estimate
+    hasher.close()
+
+
+async def test_a_check_waiting_behind_a_starved_one_is_refused_in_time() -> None:
+    hasher = _hasher()
+    stored = await hasher.hash("correct horse")
+    starved = asyncio.create_task(hasher.verify("correct horse", STARVED, time_left_s=60))
+    await asyncio.sleep(0)  # in its thread now
+    time_left_s = _room_for(hasher, 15)
+
+    async with _answered_with_time_to_spare(time_left_s):
+        with pytest.raises(ResourceExhaustedError):
+            await hasher.verify("correct horse", stored, time_left_s=time_left_s)
+
+    assert await starved == (False, None)
+    hasher.close()
 
 
 async def test_a_caller_gone_while_waiting_frees_its_place_and_costs_nothing() -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 
 from meshplate.users.v1 import users_pb2
 
-from .conftest import Person, person, sign_up
+from .conftest import Person, person, sign_up, status_of
 
 if TYPE_CHECKING:
     from meshplate.users.v1.users_pb2_grpc import UsersServiceAsyncStub
@@ -23,12 +23,6 @@ async def _post(
         metadata=actor.metadata,
     )
     return reply.post
-
-
-async def _code(call: Any) -> grpc.StatusCode:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value.code()
 
 
 async def test_post_is_created_and_read_under_its_author(users: UsersServiceAsyncStub) -> None:
@@ -47,7 +41,9 @@ async def test_post_under_another_username_is_not_found(users: UsersServiceAsync
     ann, _bob = await sign_up(users, "ann"), await sign_up(users, "bob")
     post = await _post(users, ann)
 
-    code = await _code(users.GetPost(users_pb2.GetPostRequest(id=post.id, author_username="bob")))
+    code = await status_of(
+        users.GetPost(users_pb2.GetPostRequest(id=post.id, author_username="bob"))
+    )
 
     assert code is grpc.StatusCode.NOT_FOUND
 
@@ -56,19 +52,19 @@ async def test_only_the_author_or_a_superuser_writes_a_post(users: UsersServiceA
     ann, bob = await sign_up(users, "ann"), await sign_up(users, "bob")
     post = await _post(users, ann)
 
-    for_someone_else = await _code(
+    for_someone_else = await status_of(
         users.CreatePost(
             users_pb2.CreatePostRequest(author_id=ann.user_id, title="Hi", text="x"),
             metadata=bob.metadata,
         )
     )
-    bob_edits = await _code(
+    bob_edits = await status_of(
         users.UpdatePost(
             users_pb2.UpdatePostRequest(id=post.id, author_username="ann", title="Mine"),
             metadata=bob.metadata,
         )
     )
-    bob_deletes = await _code(
+    bob_deletes = await status_of(
         users.DeletePost(
             users_pb2.DeletePostRequest(id=post.id, author_username="ann"), metadata=bob.metadata
         )
@@ -90,7 +86,7 @@ async def test_hard_delete_is_for_superusers(users: UsersServiceAsyncStub) -> No
     ann = await sign_up(users, "ann")
     post = await _post(users, ann)
 
-    by_author = await _code(
+    by_author = await status_of(
         users.DeletePost(
             users_pb2.DeletePostRequest(id=post.id, author_username="ann", hard=True),
             metadata=ann.metadata,
@@ -103,7 +99,7 @@ async def test_hard_delete_is_for_superusers(users: UsersServiceAsyncStub) -> No
 
     assert by_author is grpc.StatusCode.PERMISSION_DENIED
     assert (
-        await _code(users.GetPost(users_pb2.GetPostRequest(id=post.id, author_username="ann")))
+        await status_of(users.GetPost(users_pb2.GetPostRequest(id=post.id, author_username="ann")))
         is grpc.StatusCode.NOT_FOUND
     )
 
@@ -129,7 +125,7 @@ async def test_list_is_newest_first_in_pages(users: UsersServiceAsyncStub) -> No
 
 
 async def test_listing_a_missing_author_is_not_found(users: UsersServiceAsyncStub) -> None:
-    code = await _code(
+    code = await status_of(
         users.ListPosts(
             users_pb2.ListPostsRequest(author_username="nobody", page=1, items_per_page=10)
         )

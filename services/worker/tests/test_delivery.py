@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-import redis.asyncio as redis
-
-from meshplate_core.events import Event
+from meshplate_core.dead_letters import dead_stream
+from meshplate_core.events import JOBS_TAG, Event
 from meshplate_core.jobs import Job, JobStore
+from meshplate_core.redis_client import RedisClient, connect
 from meshplate_core.streams import encode
 from worker.app import Worker, build_worker, create_groups
 from worker.kinds import JobKind, PermanentError
@@ -22,7 +22,7 @@ from worker.settings import Settings
 class Chore(Event):
     """A test job kind's event."""
 
-    STREAM: ClassVar[str] = "test.chores"
+    STREAM: ClassVar[str] = f"{JOBS_TAG}:test.chores"
 
     job: str
 
@@ -72,13 +72,13 @@ async def until_finished(jobs: JobStore, job_id: str, *, timeout_s: float = 10) 
             await asyncio.sleep(0.02)
 
 
-async def enqueue(client: redis.Redis, *chores: Chore) -> None:
+async def enqueue(client: RedisClient, *chores: Chore) -> None:
     for chore in chores:
         # redis-py's stubs want a dict of its own invariant key and value unions.
         await client.xadd(Chore.STREAM, encode(chore))  # type: ignore[arg-type]
 
 
-async def pending(client: redis.Redis, stream: str, group: str) -> int:
+async def pending(client: RedisClient, stream: str, group: str) -> int:
     info = await client.xpending(stream, group)
     return int(info["pending"])
 
@@ -140,7 +140,7 @@ async def test_always_failing_is_dead_on_the_dead_letter_stream_with_its_last_er
         await enqueue(worker.jobs.redis, chore)
         job = await until_finished(worker.jobs, "j1")
         await asyncio.sleep(0.5)  # nothing runs it again
-        dead: Any = await worker.jobs.redis.xrange("worker.dead.chore")
+        dead: Any = await worker.jobs.redis.xrange(dead_stream("chore"))
         left = await pending(worker.jobs.redis, Chore.STREAM, "chore")
 
     assert (job.status, job.attempts, job.error) == ("dead", 3, "TimeoutError: attempt 3 timed out")
@@ -150,7 +150,7 @@ async def test_always_failing_is_dead_on_the_dead_letter_stream_with_its_last_er
     [(_id, fields)] = dead
     assert fields[b"dead.error"] == b"TimeoutError: attempt 3 timed out"
     assert fields[b"dead.attempts"] == b"3"
-    assert (fields[b"dead.stream"], fields[b"dead.group"]) == (b"test.chores", b"chore")
+    assert (fields[b"dead.stream"], fields[b"dead.group"]) == (Chore.STREAM.encode(), b"chore")
     assert fields[b"__data__"] == encode(chore)["__data__"].encode()
 
 
@@ -201,10 +201,10 @@ async def test_a_malformed_entry_goes_to_the_dead_letter_stream(flushed_redis: s
         envelope = '{"data": "not json", "headers": {"content-type": "application/json"}}'
         await client.xadd(Chore.STREAM, {"__data__": envelope})
         async with asyncio.timeout(5):
-            while await client.xlen("worker.dead.chore") < 3:
+            while await client.xlen(dead_stream("chore")) < 3:
                 await asyncio.sleep(0.02)
         left = await pending(client, Chore.STREAM, "chore")
-        dead: Any = await client.xrange("worker.dead.chore")
+        dead: Any = await client.xrange(dead_stream("chore"))
 
     assert left == 0
     assert all(fields[b"dead.error"].startswith(b"malformed entry") for _id, fields in dead)
@@ -214,7 +214,7 @@ async def test_entries_left_pending_by_a_dead_consumer_are_reclaimed(flushed_red
     async def fine(chore: Chore) -> str:
         return f"done by {chore.job}"
 
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
         await enqueue(client, Chore(job="j1"))
         # A consumer that read the entry and died.
@@ -233,7 +233,7 @@ async def test_gone_consumers_are_forgotten_once_their_entries_are_reclaimed(
     async def fine(chore: Chore) -> str:
         return f"done by {chore.job}"
 
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
         await enqueue(client, Chore(job="j1"))
         # Two gone processes: one died holding a job, one with nothing pending.
@@ -271,7 +271,7 @@ async def test_jobs_enqueued_before_any_worker_ran_are_read(flushed_redis: str) 
     async def fine(_chore: Chore) -> str:
         return "ok"
 
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await enqueue(client, Chore(job="early"))
     async with running(flushed_redis, chore_kind(fine)) as worker:
         job = await until_finished(worker.jobs, "early")
@@ -336,7 +336,7 @@ async def test_a_job_that_keeps_killing_its_worker_ends_dead(flushed_redis: str)
     async def never(_chore: Chore) -> str:
         raise AssertionError("must not run")
 
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
         await enqueue(client, Chore(job="j1"))
         await client.xreadgroup("chore", "crashed", {Chore.STREAM: ">"})
@@ -390,7 +390,7 @@ async def test_a_malformed_entry_does_not_hold_up_those_read_with_it(flushed_red
     async def fine(chore: Chore) -> str:
         return f"done by {chore.job}"
 
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await client.xgroup_create(Chore.STREAM, "chore", id="0", mkstream=True)
         await enqueue(client, Chore(job="j1"))
         await client.xadd(Chore.STREAM, {"garbage": "x"})
@@ -400,7 +400,7 @@ async def test_a_malformed_entry_does_not_hold_up_those_read_with_it(flushed_red
         async with asyncio.timeout(5):
             while await pending(worker.jobs.redis, Chore.STREAM, "chore"):
                 await asyncio.sleep(0.02)
-        dead = await worker.jobs.redis.xlen("worker.dead.chore")
+        dead = await worker.jobs.redis.xlen(dead_stream("chore"))
 
     assert [job.result for job in jobs] == ["done by j1", "done by j2"]
     assert dead == 1

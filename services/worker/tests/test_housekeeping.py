@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as redis
-
+from meshplate_core.redis_client import connect
 from worker.housekeeping import forget_gone_consumers, say_alive, trim_consumed
 
 
 async def test_only_entries_every_group_acknowledged_are_dropped(flushed_redis: str) -> None:
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         ids = [await client.xadd("jobs", {"n": str(n)}) for n in range(6)]
         for group in ("fast", "slow"):
             await client.xgroup_create("jobs", group, id="0")
@@ -37,7 +36,7 @@ async def test_only_entries_every_group_acknowledged_are_dropped(flushed_redis: 
 
 
 async def test_a_stream_without_groups_is_left_alone(flushed_redis: str) -> None:
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await client.xadd("jobs", {"n": "1"})
         dropped = await trim_consumed(client, "jobs")
         length = await client.xlen("jobs")
@@ -46,7 +45,7 @@ async def test_a_stream_without_groups_is_left_alone(flushed_redis: str) -> None
 
 
 async def test_only_unclaimed_consumers_holding_nothing_are_forgotten(flushed_redis: str) -> None:
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await client.xadd("jobs", {"n": "1"})
         await client.xgroup_create("jobs", "kind", id="0")
         await client.xreadgroup("kind", "holding", {"jobs": ">"})
@@ -62,7 +61,7 @@ async def test_only_unclaimed_consumers_holding_nothing_are_forgotten(flushed_re
 
 
 async def test_a_process_is_alive_only_as_long_as_it_says(flushed_redis: str) -> None:
-    async with redis.Redis.from_url(flushed_redis) as client:
+    async with connect(flushed_redis) as client:
         await client.xgroup_create("jobs", "kind", id="$", mkstream=True)
         await client.xgroup_createconsumer("jobs", "kind", "quiet")
         await say_alive(client, "quiet", for_s=1)

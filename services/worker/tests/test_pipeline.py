@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
+from meshplate_core.redis_client import RedisClient, connect
 from worker.pipeline import Call, ScriptPipeline
 
 _ECHO = "return ARGV[1]"
@@ -17,12 +18,12 @@ _INCR = "return redis.call('INCR', KEYS[1])"
 
 
 @pytest.fixture
-async def client(flushed_redis: str) -> AsyncIterator[redis.Redis]:
-    async with redis.Redis.from_url(flushed_redis) as client:
+async def client(flushed_redis: str) -> AsyncIterator[RedisClient]:
+    async with connect(flushed_redis) as client:
         yield client
 
 
-async def test_replies_come_in_order_and_one_failure_stays_its_own(client: redis.Redis) -> None:
+async def test_replies_come_in_order_and_one_failure_stays_its_own(client: RedisClient) -> None:
     pipeline = ScriptPipeline(client)
     echo, fail = pipeline.script(_ECHO), pipeline.script(_FAIL)
 
@@ -36,14 +37,14 @@ async def test_replies_come_in_order_and_one_failure_stays_its_own(client: redis
     assert replies[2] == b"c"
 
 
-async def test_a_single_call_raises_its_own_failure(client: redis.Redis) -> None:
+async def test_a_single_call_raises_its_own_failure(client: RedisClient) -> None:
     pipeline = ScriptPipeline(client)
 
     with pytest.raises(ResponseError, match="refused x"):
         await pipeline.call(Call(pipeline.script(_FAIL), [], ["x"]))
 
 
-async def test_calls_of_many_tasks_each_get_their_own_reply(client: redis.Redis) -> None:
+async def test_calls_of_many_tasks_each_get_their_own_reply(client: RedisClient) -> None:
     pipeline = ScriptPipeline(client)
     incr = pipeline.script(_INCR)
 
@@ -53,7 +54,7 @@ async def test_calls_of_many_tasks_each_get_their_own_reply(client: redis.Redis)
     assert await client.get("n") == b"50"
 
 
-async def test_scripts_redis_does_not_know_are_loaded(client: redis.Redis) -> None:
+async def test_scripts_redis_does_not_know_are_loaded(client: RedisClient) -> None:
     pipeline = ScriptPipeline(client)
     echo = pipeline.script(_ECHO)
     await pipeline.call(Call(echo, [], ["before"]))
@@ -64,8 +65,8 @@ async def test_scripts_redis_does_not_know_are_loaded(client: redis.Redis) -> No
     assert reply == b"after"
 
 
-async def test_a_lost_connection_fails_every_call_of_the_round(flushed_redis: str) -> None:
-    client = redis.Redis.from_url(flushed_redis.rsplit(":", 1)[0] + ":1/0")
+async def test_a_lost_connection_fails_every_call_of_the_round() -> None:
+    client = connect("redis://127.0.0.1:1/0")
     pipeline = ScriptPipeline(client)
     echo = pipeline.script(_ECHO)
 

@@ -13,8 +13,10 @@ import httpx
 import pytest
 import redis.asyncio as redis
 
+from meshplate_core.dead_letters import dead_stream
 from meshplate_core.events import SampleTaskRequested
 from meshplate_core.jobs import Job, JobStore
+from meshplate_core.redis_client import connect
 from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.proxy import TcpProxy
 from meshplate_testing.servers import ThrowawayRedis, free_port, running_redis
@@ -61,7 +63,7 @@ async def start_worker(flushed_redis: str) -> AsyncIterator[Start]:
 
 @pytest.fixture
 async def jobs(flushed_redis: str) -> AsyncIterator[JobStore]:
-    store = JobStore(redis.Redis.from_url(flushed_redis), ttl_s=3600)
+    store = JobStore(connect(flushed_redis), ttl_s=3600)
     yield store
     await store.close()
 
@@ -101,7 +103,7 @@ async def test_health_ready_follows_redis_and_sigterm_exits_cleanly(
     async with httpx.AsyncClient(base_url=base, timeout=3) as client:
         alive = await client.get("/health")
         ready = await client.get("/health/ready")
-    async with redis.Redis.from_url(flushed_redis) as client_:
+    async with connect(flushed_redis) as client_:
         groups = await client_.xinfo_groups(SampleTaskRequested.STREAM)
     code = await worker.terminate(timeout_s=15)
 
@@ -111,6 +113,7 @@ async def test_health_ready_follows_redis_and_sigterm_exits_cleanly(
     assert code == 0, worker.output()
 
 
+@pytest.mark.one_redis_server
 async def test_health_ready_follows_redis(flushed_redis: str) -> None:
     host, port = flushed_redis.split("//", 1)[1].split("/", 1)[0].split(":")
     proxy = TcpProxy(host, int(port))
@@ -233,7 +236,7 @@ async def test_a_thousand_jobs_through_a_crash_each_succeed_exactly_once(
     # At most what the killed process had taken: its running jobs and the one it had read ahead.
     assert reruns <= 4 + 1, reruns
     assert len(completions) >= 1000 - reruns
-    assert await jobs.redis.xlen("worker.dead.sample-task") == 0
+    assert await jobs.redis.xlen(dead_stream("sample-task")) == 0
     assert await runner_of(jobs) is None
     assert _successes(workers[2:]), "the restarted worker took part"
 
@@ -287,7 +290,7 @@ async def test_a_redis_restart_loses_no_acknowledged_job_and_the_worker_resumes(
 ) -> None:
     async with AsyncExitStack() as stack:
         start = worker_starter(stack, aof_redis.url)
-        jobs = JobStore(redis.Redis.from_url(aof_redis.url), ttl_s=3600)
+        jobs = JobStore(connect(aof_redis.url), ttl_s=3600)
         stack.push_async_callback(jobs.close)
         await start(sample_task_s="0.02", concurrency="4")
         ids = [await enqueue(jobs, str(n)) for n in range(100)]

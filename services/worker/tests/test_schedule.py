@@ -7,9 +7,8 @@ import math
 import time
 from typing import Any
 
-import redis.asyncio as redis
-
 from meshplate_core.jobs import JobStore
+from meshplate_core.redis_client import connect
 from meshplate_core.streams import decode
 from worker.kinds.purge import PurgeRequested
 from worker.schedule import Schedule, Scheduler
@@ -18,7 +17,7 @@ from worker.schedule import Schedule, Scheduler
 async def test_each_slot_is_enqueued_once_by_one_of_several_schedulers(
     flushed_redis: str,
 ) -> None:
-    stores = [JobStore(redis.Redis.from_url(flushed_redis), ttl_s=60) for _ in range(3)]
+    stores = [JobStore(connect(flushed_redis), ttl_s=60) for _ in range(3)]
     schedulers = [
         Scheduler(
             store,
@@ -50,7 +49,7 @@ async def test_each_slot_is_enqueued_once_by_one_of_several_schedulers(
 
 
 async def test_a_schedule_of_zero_is_off(flushed_redis: str) -> None:
-    store = JobStore(redis.Redis.from_url(flushed_redis), ttl_s=60)
+    store = JobStore(connect(flushed_redis), ttl_s=60)
     scheduler = Scheduler(store, [Schedule("never", 0, lambda id_: PurgeRequested(event_id=id_))])
     task = asyncio.create_task(scheduler.run())
     await asyncio.sleep(0.2)
@@ -69,7 +68,7 @@ async def test_schedules_begin_once_their_services_can_be_reached(flushed_redis:
     async def housekeeping() -> None:
         kept.append("kept")
 
-    store = JobStore(redis.Redis.from_url(flushed_redis), ttl_s=60)
+    store = JobStore(connect(flushed_redis), ttl_s=60)
     scheduler = Scheduler(
         store,
         [Schedule("purge-expired", 3600, lambda id_: PurgeRequested(event_id=id_))],

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from meshplate_core.dead_letters import dead_stream, replay
 from meshplate_core.events import UserRegistered
 from meshplate_core.jobs import JobStore
 from meshplate_core.streams import encode
@@ -16,7 +17,6 @@ from meshplate_testing.processes import ServiceProcess
 from meshplate_testing.servers import free_port
 from meshplate_testing.smtp import Mailbox, smtp_server
 from worker.app import Worker
-from worker.dead_letters import replay
 from worker.kinds.welcome import welcome_message
 from worker.mail import Mailer, Relay
 
@@ -73,7 +73,7 @@ async def test_a_refused_address_is_dead_at_once(flushed_redis: str, mailbox: Ma
     async with running(flushed_redis, smtp_port=mailbox.port) as worker:
         await publish(worker, event)
         job = await until_finished(worker.jobs, f"welcome-email-{event.event_id}")
-        dead: Any = await worker.jobs.redis.xrange("worker.dead.welcome-email")
+        dead: Any = await worker.jobs.redis.xrange(dead_stream("welcome-email"))
 
     assert (job.status, job.attempts) == ("dead", 1)
     assert job.error is not None
@@ -109,7 +109,7 @@ async def test_dead_jobs_are_listed_and_replayed_from_the_command_line(
         async with asyncio.timeout(10):
             while (job := await worker.jobs.get(job_id)) is None or job.status != "succeeded":
                 await asyncio.sleep(0.02)
-        left = await worker.jobs.redis.xlen("worker.dead.welcome-email")
+        left = await worker.jobs.redis.xlen(dead_stream("welcome-email"))
 
     assert dead.status == "dead"
     [line] = listed

@@ -8,6 +8,7 @@ async driver is chosen here, so operators never need to know which one we use.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # The engine's execution option saying that it reaches PostgreSQL through PgBouncer.
@@ -25,6 +26,8 @@ _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlit
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (\w+)\.(\w+)")
 # Any constant works; it only has to be the same for every replica of one service.
 _MIGRATION_LOCK_ID = 0x6D657368
+
+log = logging.getLogger(__name__)
 
 
 def async_url(url: str) -> URL:
@@ -89,6 +92,38 @@ async def ping(engine: AsyncEngine, *, timeout_s: float) -> None:
     """Raise unless the database answers a trivial query within the timeout."""
     async with asyncio.timeout(timeout_s), engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+async def wait_until_up(engine: AsyncEngine, *, within_s: float, retry_s: float = 1.0) -> None:
+    """Return once the database answers; re-raise its last error when it has not within
+    `within_s`. A migration job started beside its database (compose, a fresh cluster) waits for
+    it instead of failing: refused, unresolved, starting up and timed-out connections are
+    retried, everything else is raised at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    told = False
+    while True:
+        try:
+            await ping(engine, timeout_s=max(min(5.0, deadline - loop.time()), 0.1))
+            return
+        except (OSError, TimeoutError, DBAPIError) as error:
+            if isinstance(error, DBAPIError) and not _starting(error):
+                raise  # a wrong password or database: waiting would not help
+            if loop.time() + retry_s > deadline:
+                raise
+            if not told:
+                log.warning(
+                    "database not answering yet (%s); waiting up to %.0f s",
+                    error,
+                    within_s,
+                )
+                told = True
+            await asyncio.sleep(retry_s)
+
+
+def _starting(error: DBAPIError) -> bool:
+    # asyncpg's CannotConnectNowError: "the database system is starting up" (SQLSTATE 57P03).
+    return getattr(error.orig, "sqlstate", None) == "57P03"
 
 
 async def migrate(engine: AsyncEngine, script_location: Path) -> None:

@@ -1,8 +1,10 @@
 """The payloads of Meshplate's Redis streams: one model per event, shared by publisher and consumer.
 
 Each event names its stream in `STREAM` (`<domain>.<event>`), so a publisher and the worker can
-never disagree on where it goes. `event_id` makes handling idempotent: a consumer that sees an id
-twice (at-least-once delivery) does the work once.
+never disagree on where it goes. The streams the worker consumes carry the job system's hash tag
+(`JOBS_TAG`): the worker's scripts move a job's record and its stream entries together, and on a
+Redis Cluster a script's keys must share a slot. `event_id` makes handling idempotent: a consumer
+that sees an id twice (at-least-once delivery) does the work once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# The hash tag of every key of the job system: the streams the worker consumes, their
+# dead-letter streams and the job records (meshplate_core.jobs). One slot on a Redis Cluster.
+JOBS_TAG = "{jobs}"
 
 
 def _now() -> datetime:
@@ -32,7 +38,7 @@ class Event(BaseModel):
 class SampleTaskRequested(Event):
     """A client asked for the boilerplate's sample task (`POST /api/v1/tasks/task`)."""
 
-    STREAM: ClassVar[str] = "tasks.sample"
+    STREAM: ClassVar[str] = f"{JOBS_TAG}:tasks.sample"
 
     task_id: str
     message: str
@@ -43,7 +49,7 @@ class SampleTaskRequested(Event):
 class UserRegistered(Event):
     """A user signed up (published by users after the commit)."""
 
-    STREAM: ClassVar[str] = "users.registered"
+    STREAM: ClassVar[str] = f"{JOBS_TAG}:users.registered"
 
     user_id: int
     username: str
@@ -67,6 +73,16 @@ class UserTierChanged(Event):
 
     user_id: int
     tier_id: int | None
+
+
+class UserRightsChanged(Event):
+    """A user was made a superuser, or stopped being one (auth revokes their tokens, which carry
+    the old rights)."""
+
+    STREAM: ClassVar[str] = "users.rights_changed"
+
+    user_id: int
+    is_superuser: bool
 
 
 class TokensRevoked(Event):

@@ -13,10 +13,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from meshplate_core.events import Event
+from meshplate_core.redis_client import REDIS_FAILURES, RedisClient, connect
 from meshplate_core.streams import as_text, decode
 
 log = logging.getLogger(__name__)
@@ -28,7 +26,7 @@ class Followed(Protocol):
     """What `following` runs: something that follows a stream on the connection it is given
     until asked to stop."""
 
-    async def follow(self, redis: Redis) -> None:
+    async def follow(self, redis: RedisClient) -> None:
         """Follow until `stop`."""
         ...
 
@@ -46,7 +44,7 @@ async def following(
     asked to stop and cancelled (a cancellation landing in the Redis client's read can be
     absorbed; the request still ends the loop), waited for up to `stop_s`, and the connection
     closed: shutting down never waits on a read that does not come back."""
-    redis = Redis.from_url(redis_url, socket_connect_timeout=2)
+    redis = connect(redis_url, socket_connect_timeout=2)
     tasks = [asyncio.create_task(each.follow(redis)) for each in followed]
     try:
         yield
@@ -102,7 +100,7 @@ class Follower:
         """Return after the current read."""
         self._stopping = True
 
-    async def follow(self, redis: Redis) -> None:
+    async def follow(self, redis: RedisClient) -> None:
         """Replay, then follow, on `redis` (a connection without a short socket timeout: the
         reads block) until stopped; failures are logged and retried."""
         stream = self._model.STREAM
@@ -123,7 +121,7 @@ class Follower:
                 )
                 for _name, entries in reply or ():
                     self._apply(entries)
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 if self.synced.is_set():
                     log.warning("lost %s (%s)", stream, exc.__class__.__name__)
                 self.synced.clear()

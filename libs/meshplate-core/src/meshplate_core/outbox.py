@@ -16,8 +16,6 @@ import logging
 import time
 from collections.abc import Mapping
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -36,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from meshplate_core.events import Event
+from meshplate_core.redis_client import REDIS_FAILURES, RedisClient
 from meshplate_core.streams import encode
 
 log = logging.getLogger(__name__)
@@ -57,6 +56,10 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+# What a relay round may meet: Redis or the database out; it is retried.
+_RELAY_FAILURES: tuple[type[Exception], ...] = (*REDIS_FAILURES, SQLAlchemyError)
+
+
 class Outbox:
     """Adds events inside a transaction and relays them to Redis streams."""
 
@@ -64,7 +67,7 @@ class Outbox:
         self,
         table: Table,
         engine: AsyncEngine,
-        redis: Redis,
+        redis: RedisClient,
         *,
         keep_s: Mapping[str, float] | None = None,
     ) -> None:
@@ -135,7 +138,7 @@ class Outbox:
             try:
                 while await self.publish_pending() == _BATCH:
                     pass
-            except (RedisError, SQLAlchemyError, OSError) as exc:
+            except _RELAY_FAILURES as exc:
                 log.warning("outbox relay failed, will retry: %s", exc.__class__.__name__)
             if self._stopping:
                 return

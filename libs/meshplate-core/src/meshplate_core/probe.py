@@ -3,12 +3,15 @@
     python -m meshplate_core.probe grpc 127.0.0.1:50051 meshplate.auth.v1.AuthService
     python -m meshplate_core.probe http http://127.0.0.1:8000/health
     python -m meshplate_core.probe http https://127.0.0.1:8000/health   (GATEWAY_HTTPS)
+    python -m meshplate_core.probe web 127.0.0.1:8000/health            (either: the images')
 
 Exit code 0 when the target answers SERVING / 200 within two seconds, 1 otherwise. gRPC probes
 speak mutual TLS with the certificate of the workload's own settings (TLS_DIR, as the service
 itself reads it; plaintext only with GRPC_PLAINTEXT): Kubernetes' native gRPC probe cannot, so
 the gRPC services' pods run this as an exec probe, and so does a gateway serving HTTPS with
-mutual TLS (its probe shows the workload's own certificate).
+mutual TLS (its probe shows the workload's own certificate). `web` serves an image whose
+HEALTHCHECK cannot know whether the gateway serves HTTPS: over HTTPS when the workload has a
+certificate and the server speaks it, else over HTTP.
 """
 
 from __future__ import annotations
@@ -60,23 +63,35 @@ def http_ok(url: str, tls: Tls | None = None) -> bool:
         return False
 
 
+def web_ok(address_and_path: str, tls: Tls | None) -> bool:
+    """Whether `address_and_path` answers 200 over HTTPS (with `tls`), or else over HTTP: a
+    server that speaks only one of them refuses the other at once."""
+    if tls is not None and http_ok(f"https://{address_and_path}", tls):
+        return True
+    return http_ok(f"http://{address_and_path}")
+
+
 def main(argv: list[str]) -> int:
     """The exit code for `argv` (see the module docstring)."""
     grpc_probe = len(argv) == 3 and argv[0] == "grpc"
     http_probe = len(argv) == 2 and argv[0] == "http"
-    if not (grpc_probe or http_probe):
+    web_probe = len(argv) == 2 and argv[0] == "web"
+    if not (grpc_probe or http_probe or web_probe):
         print(__doc__, file=sys.stderr)  # noqa: T201
         return 2
     tls = None
-    if grpc_probe or argv[1].startswith("https:"):
+    if grpc_probe or argv[1].startswith("https:") or web_probe:
         try:
             # The workload's own certificate, as the service itself reads it.
             tls = ServiceSettings().tls()
         except ValueError as exc:
-            print(exc, file=sys.stderr)  # noqa: T201
-            return 1
+            if not web_probe:
+                print(exc, file=sys.stderr)  # noqa: T201
+                return 1
     if grpc_probe:
         return 0 if grpc_serving(argv[1], argv[2], tls) else 1
+    if web_probe:
+        return 0 if web_ok(argv[1], tls) else 1
     return 0 if http_ok(argv[1], tls) else 1
 
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from redis.asyncio import Redis
-
 from meshplate_core.events import TokensRevoked
 from meshplate_core.following import Follower
+from meshplate_core.redis_client import RedisClient
 from meshplate_core.tokens import Claims
 
 _PRUNE_EVERY_S = 60.0
@@ -65,7 +64,7 @@ class RevocationList:
         self._families = {k: v for k, v in self._families.items() if v > now}
         self._users = {k: v for k, v in self._users.items() if v[1] > now}
 
-    async def follow(self, redis: Redis) -> None:
+    async def follow(self, redis: RedisClient) -> None:
         """Replay, then follow the stream, until `stop`."""
         self._follower = Follower(TokensRevoked, self.add, synced=self.synced)
         await self._follower.follow(redis)

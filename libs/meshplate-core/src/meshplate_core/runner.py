@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from meshplate_core.callers import Callers, granted
-from meshplate_core.database import migrate, open_engine, ping
+from meshplate_core.database import migrate, open_engine, ping, wait_until_up
 from meshplate_core.grpc_server import Register, serve_until_terminated
 from meshplate_core.metrics import RpcMetrics, exposed
 from meshplate_core.settings import GrpcServiceSettings
@@ -95,9 +95,11 @@ async def migrate_database(
     migrations: Path,
     prepare: Prepare = _no_data,
 ) -> None:
-    """Migrate and prepare data, then return (`python -m <service> migrate`)."""
+    """Wait for the database (`database_wait_s`), migrate and prepare data, then return
+    (`python -m <service> migrate`)."""
     engine = connect(settings, application_name=application_name)
     try:
+        await wait_until_up(engine, within_s=settings.database_wait_s)
         await migrate(engine, migrations)
         await prepare(engine)
     finally:

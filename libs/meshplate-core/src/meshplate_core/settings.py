@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,8 +22,11 @@ from pydantic_settings import (
 )
 
 from meshplate_core.mtls import CERT_FILE, Tls, TlsFilesError
+from meshplate_core.redis_client import checked
 
 Environment = Literal["local", "staging", "production"]
+# A Redis server's URL or a Redis Cluster's (meshplate_core.redis_client), checked at start.
+RedisUrl = Annotated[str, AfterValidator(checked)]
 
 # Values that mark a secret as "not set yet": production refuses to start with any of them.
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "changeme", "change-me", "secret", "password"})
@@ -41,8 +44,13 @@ class ServiceSettings(BaseSettings):
     """What every Meshplate process has: environment, logging, a shutdown grace period, and its
     workload's TLS for gRPC."""
 
+    # No float setting is infinite or NaN: an `inf` deadline or timeout would be no deadline.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_by_name=True,
+        allow_inf_nan=False,
     )
 
     environment: Environment = Field(default="local", validation_alias="ENVIRONMENT")
@@ -125,6 +133,9 @@ class GrpcServiceSettings(ServiceSettings):
     health_interval_s: float = Field(default=2.0, gt=0)
     database_url: str = ""
     database_pool_size: int = Field(default=10, ge=1)
+    # How long `python -m <service> migrate` waits for a database that does not answer yet
+    # (started beside it: compose, a fresh cluster) before it fails.
+    database_wait_s: float = Field(default=60.0, ge=0)
     # Apply pending migrations before serving (one replica at a time on PostgreSQL).
     migrate_on_start: bool = True
     # Callers added to the service's own table (meshplate_core.callers): workload name -> the

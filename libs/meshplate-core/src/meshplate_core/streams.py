@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from opentelemetry.context import Context
-from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from meshplate_core.events import Event
+from meshplate_core.redis_client import REDIS_FAILURES, RedisClient
 from meshplate_core.tracing import extract, inject
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def trace_context(fields: Mapping[Any, Any]) -> Context:
     return extract(headers) if isinstance(headers, dict) else Context()
 
 
-async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+async def ensure_group(redis: RedisClient, stream: str, group: str) -> None:
     """Create the consumer group at the stream's start (and the stream), unless it exists."""
     try:
         await redis.xgroup_create(stream, group, id="0", mkstream=True)
@@ -85,7 +85,7 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
 
 
 async def consume(
-    redis: Redis,
+    redis: RedisClient,
     model: type[E],
     *,
     group: str,
@@ -120,7 +120,7 @@ async def consume(
                 ensure_needed = True
             log.warning("consuming %s failed: %s", stream, exc)
             await asyncio.sleep(retry_after_s)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("consuming %s failed: %s", stream, exc.__class__.__name__)
             await asyncio.sleep(retry_after_s)
         except _HandlerFailedError:
@@ -132,7 +132,7 @@ class _HandlerFailedError(Exception):
 
 
 async def _handle_one(
-    redis: Redis,
+    redis: RedisClient,
     model: type[E],
     group: str,
     entry_id: Any,

@@ -23,6 +23,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 import redis
+from redis.asyncio.cluster import RedisCluster
+
+from meshplate_core.redis_client import connect
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/15"
@@ -170,6 +173,22 @@ def redis_answers(url: str) -> bool:
         return False
 
 
+def flush_redis(url: str) -> None:
+    """Empty the database at `url` (every master's, when it names a cluster)."""
+
+    async def flush() -> None:
+        client = connect(url, socket_connect_timeout=2)
+        try:
+            if isinstance(client, RedisCluster):
+                await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                await client.flushdb()
+        finally:
+            await client.aclose()
+
+    asyncio.run(flush())
+
+
 class ThrowawayRedis:
     """A Redis server of its own on a free port, which a test may restart. With `appendonly`,
     every write is in its append-only file before it is acknowledged (`appendfsync always`), so
@@ -201,6 +220,11 @@ class ThrowawayRedis:
             *(["--appendfsync", "always"] if appendonly else []),
         ]
         self._server: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, while it runs."""
+        return None if self._server is None else self._server.pid
 
     def start(self) -> None:
         """Start the server; return once it answers."""

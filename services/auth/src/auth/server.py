@@ -7,12 +7,11 @@ import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from auth.callers import callers
 from auth.directory import UsersDirectory
@@ -25,9 +24,10 @@ from auth.storage.tables import outbox as outbox_table
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2
 from meshplate_core.channels import open_channel
-from meshplate_core.events import TokensRevoked, UserDeleted
+from meshplate_core.events import TokensRevoked, UserDeleted, UserRightsChanged
 from meshplate_core.grpc_server import Register
 from meshplate_core.outbox import Outbox
+from meshplate_core.redis_client import connect
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.streams import consume
 from meshplate_core.transactions import Database, Engine
@@ -63,7 +63,7 @@ async def build(
     """The servicer with its relay and its reaction to deleted users running (tests use this).
     Its RPCs are counted by the server; it keeps no tallies of its own for `registry`."""
     issuer = issuer_for(settings)
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url)
     channel = open_channel(
         settings.users_addr,
         services=[USERS],
@@ -84,27 +84,33 @@ async def build(
         users=UsersDirectory(channel, timeout_s=settings.rpc_timeout_s),
     )
 
-    async def revoke_deleted(event: UserDeleted) -> None:
-        await sessions.revoke_user(event.user_id, before=event.occurred_at)
+    async def revoke_every_token(event: UserDeleted | UserRightsChanged) -> None:
+        # A deleted user's tokens, and those carrying rights the user no longer has: every one
+        # issued until now, since the event was stamped before its commit (a login between the
+        # two got the old rights) and on another machine's clock.
+        await sessions.revoke_user(event.user_id, before=max(event.occurred_at, datetime.now(UTC)))
 
     relay = asyncio.create_task(outbox.relay())
-    follower = asyncio.create_task(
-        consume(
-            redis,
-            UserDeleted,
-            group=GROUP,
-            consumer=f"{socket.gethostname()}-{os.getpid()}",
-            handle=revoke_deleted,
-        )
-    )
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    followers = [
+        asyncio.create_task(
+            consume(redis, UserDeleted, group=GROUP, consumer=consumer, handle=revoke_every_token)
+        ),
+        asyncio.create_task(
+            consume(
+                redis, UserRightsChanged, group=GROUP, consumer=consumer, handle=revoke_every_token
+            )
+        ),
+    ]
     try:
         yield partial(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthService(sessions))
     finally:
-        follower.cancel()
+        for follower in followers:
+            follower.cancel()
         outbox.stop()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             async with asyncio.timeout(_STOP_S):
-                await asyncio.gather(relay, follower, return_exceptions=True)
+                await asyncio.gather(relay, *followers, return_exceptions=True)
         await channel.close()
         await redis.aclose()
 

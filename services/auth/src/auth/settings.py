@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from meshplate_core.settings import GrpcServiceSettings
+from meshplate_core.settings import GrpcServiceSettings, RedisUrl
 
 
 class Settings(GrpcServiceSettings):
@@ -18,7 +18,7 @@ class Settings(GrpcServiceSettings):
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     metrics_port: int = Field(default=9151, ge=0, le=65535)
     database_url: str = "sqlite:///var/auth.db"
-    redis_url: str = Field(
+    redis_url: RedisUrl = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("AUTH_REDIS_URL", "REDIS_URL"),
     )

@@ -16,8 +16,9 @@ from typing import Any, TypedDict
 import grpc
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
+from gateway.admin.panel import mount_admin
+from gateway.admin.traffic import Traffic
 from gateway.caching import CacheHeadersMiddleware
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
 from gateway.documented import declare_common
@@ -39,6 +40,7 @@ from meshplate_core.channels import open_channel
 from meshplate_core.following import following
 from meshplate_core.metrics import HttpMetrics
 from meshplate_core.process import load_settings
+from meshplate_core.redis_client import RedisClient, connect
 from meshplate_core.revocations import RevocationList
 from meshplate_core.verifier import TokenVerifier
 
@@ -62,7 +64,7 @@ class State(TypedDict):
     users: UsersClient
     ratelimit: RateLimitClient
     health: HealthClient
-    redis: Redis
+    redis: RedisClient
     authenticator: Authenticator
 
 
@@ -71,7 +73,7 @@ class _Connections:
     """What the lifespan opens, and closes at the end: a channel per peer, a Redis client."""
 
     channels: dict[str, grpc.aio.Channel]
-    redis: Redis
+    redis: RedisClient
 
 
 def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
@@ -96,7 +98,7 @@ def _channels(settings: Settings) -> dict[str, grpc.aio.Channel]:
 def _connect(settings: Settings) -> _Connections:
     return _Connections(
         channels=_channels(settings),
-        redis=Redis.from_url(
+        redis=connect(
             settings.redis_url,
             socket_timeout=settings.rpc_timeout_s,
             socket_connect_timeout=settings.health_timeout_s,
@@ -260,8 +262,8 @@ def _hold_flat(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         app.router.routes.extend(router.routes)
 
 
-def _add_metrics(app: FastAPI, routers: Sequence[APIRouter]) -> None:
-    """The metrics middleware, outermost, and GET /metrics."""
+def _add_metrics(app: FastAPI, routers: Sequence[APIRouter]) -> CollectorRegistry:
+    """The metrics middleware, outermost, and GET /metrics; their registry."""
     registry = CollectorRegistry()
     app.add_middleware(
         MetricsMiddleware,
@@ -270,6 +272,7 @@ def _add_metrics(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         routes=[route for router in routers for route in router.routes],
     )
     app.router.routes.append(metrics_route(registry))
+    return registry
 
 
 def from_environment() -> FastAPI:
@@ -289,8 +292,10 @@ def create_app(settings: Settings) -> FastAPI:
     routers = _routers()
     _hold_flat(app, routers)
     declare_common(app.router.routes)
-    _add_metrics(app, routers)
+    registry = _add_metrics(app, routers)
     if (docs := docs_router(app, settings.environment)) is not None:
         app.include_router(docs)
     index_routes(app.router)
+    if settings.admin_on:
+        mount_admin(app, settings, Traffic(registry))
     return app

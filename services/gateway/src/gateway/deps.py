@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from redis.asyncio import Redis
 
 from gateway.clients import AuthClient, HealthClient, RateLimitClient, UsersClient
 from gateway.schemas import USERNAME_PATTERN
 from gateway.settings import Settings
 from meshplate_core.authenticator import Authenticator
 from meshplate_core.errors import NotFoundError, PermissionDeniedError
+from meshplate_core.redis_client import RedisClient
 from meshplate_core.tokens import Claims, InvalidTokenError
 
 # Declares the bearer scheme (and the docs' Authorize button); a missing token is ours to judge.
@@ -44,8 +44,8 @@ async def _health(request: Request) -> HealthClient:
     return client
 
 
-async def _redis(request: Request) -> Redis:
-    client: Redis = request.state.redis
+async def _redis(request: Request) -> RedisClient:
+    client: RedisClient = request.state.redis
     return client
 
 
@@ -102,7 +102,7 @@ Users = Annotated[UsersClient, Depends(_users)]
 Auth = Annotated[AuthClient, Depends(_auth)]
 Health = Annotated[HealthClient, Depends(_health)]
 Limits = Annotated[RateLimitClient, Depends(_ratelimit)]
-RedisClient = Annotated[Redis, Depends(_redis)]
+AppRedis = Annotated[RedisClient, Depends(_redis)]
 OptionalUser = Annotated[Claims | None, Depends(_optional_user)]
 CurrentUser = Annotated[Claims, Depends(_current_user)]
 Superuser = Annotated[Claims, Depends(superuser)]

@@ -63,16 +63,23 @@ _FIXED_DETAILS = {
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def rpc_error_response(exc: grpc.aio.AioRpcError) -> JSONResponse:
-    """The HTTP answer for a failed call: status from the table, a detail safe to show."""
+def safe_detail(exc: grpc.aio.AioRpcError) -> str:
+    """What a failed call may tell its caller: the service's words where it wrote them for
+    callers, a fixed text otherwise (logged)."""
     code = exc.code()
     if code in _SAFE_DETAILS:
-        detail = exc.details() or "Request failed"
-    else:
-        detail = _FIXED_DETAILS.get(code, "Internal Server Error")
-        log.warning("call failed: %s %s", code.name, exc.details())
+        return exc.details() or "Request failed"
+    log.warning("call failed: %s %s", code.name, exc.details())
+    return _FIXED_DETAILS.get(code, "Internal Server Error")
+
+
+def rpc_error_response(exc: grpc.aio.AioRpcError) -> JSONResponse:
+    """The HTTP answer for a failed call: status from the table, a detail safe to show."""
     return _answer(
-        code, detail, field=trailer(exc, "field"), retry_after=trailer(exc, "retry-after")
+        exc.code(),
+        safe_detail(exc),
+        field=trailer(exc, "field"),
+        retry_after=trailer(exc, "retry-after"),
     )
 
 

@@ -27,12 +27,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from meshplate_core.batching import Batcher
 from meshplate_core.events import ReadsChanged
 from meshplate_core.following import Follower
+from meshplate_core.redis_client import REDIS_FAILURES, RedisClient
 from meshplate_core.streams import as_text
 
 log = logging.getLogger(__name__)
@@ -53,7 +51,7 @@ def stream_id(raw: Any) -> StreamId:
 class ReadModel:
     """Copies of reads, each dropped when a key it depends on changes."""
 
-    def __init__(self, redis: Redis, *, ttl_s: float, max_entries: int = 10_000) -> None:
+    def __init__(self, redis: RedisClient, *, ttl_s: float, max_entries: int = 10_000) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
         self._max_entries = max_entries
@@ -98,7 +96,7 @@ class ReadModel:
             for key in self._dependents.pop(changed, ()):
                 self._forget(key)
 
-    async def follow(self, redis: Redis) -> None:
+    async def follow(self, redis: RedisClient) -> None:
         """Follow users.reads_changed from its current end, until `stop`."""
         self._follower = Follower(
             ReadsChanged,
@@ -118,7 +116,7 @@ class ReadModel:
         """Whether every change published before this call has been applied here."""
         try:
             last = await self._barrier.submit(None)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             self._failed(exc)
             return False
         deadline = time.monotonic() + _CATCH_UP_S

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from meshplate_core.settings import ServiceSettings
+from meshplate_core.settings import PLACEHOLDER_SECRETS, RedisUrl, ServiceSettings
 
 
 class Settings(ServiceSettings):
@@ -27,7 +28,7 @@ class Settings(ServiceSettings):
     auth_addr: str = "127.0.0.1:50051"
     users_addr: str = "127.0.0.1:50052"
     ratelimit_addr: str = "127.0.0.1:50053"
-    redis_url: str = Field(
+    redis_url: RedisUrl = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL"),
     )
@@ -60,6 +61,41 @@ class Settings(ServiceSettings):
     # How long start-up waits for auth's keys and the revocation replay before serving anyway
     # (authenticated requests are refused until both are there).
     startup_wait_s: float = Field(default=10.0, ge=0)
+
+    # The admin panel at /admin (docs/admin.md): on unless ENVIRONMENT=production, where it is
+    # on only when asked for.
+    admin_enabled: bool | None = Field(default=None, validation_alias="ADMIN_ENABLED")
+    # How long an admin session lives without a request.
+    admin_session_idle_s: int = Field(
+        default=1800, ge=1, le=86400, validation_alias="ADMIN_SESSION_IDLE_S"
+    )
+    # How long an admin session lives at most, requests or not.
+    admin_session_max_s: int = Field(
+        default=43200, ge=1, le=604800, validation_alias="ADMIN_SESSION_MAX_S"
+    )
+    # Signs the panel's CSRF and flash cookies: the same for every gateway process. Unset in a
+    # local run: one generated under var/ (admin_generated_key_file) and shared by its processes;
+    # required anywhere else the panel is on.
+    admin_secret_key: SecretStr | None = Field(default=None, validation_alias="ADMIN_SECRET_KEY")
+    admin_generated_key_file: Path = Path("var/admin-secret-key")
+
+    @property
+    def admin_on(self) -> bool:
+        """Whether the gateway serves the admin panel."""
+        if self.admin_enabled is not None:
+            return self.admin_enabled
+        return self.environment != "production"
+
+    @model_validator(mode="after")
+    def _admin_needs_its_key(self) -> Self:
+        if not self.admin_on or self.environment == "local":
+            return self
+        key = self.admin_secret_key
+        if key is None or key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "the admin panel needs a real ADMIN_SECRET_KEY outside ENVIRONMENT=local"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_in_one_process(self) -> Self:

@@ -1,10 +1,11 @@
 """Counting in Redis: one Lua script, one round trip for a whole batch of checks, atomic, TTL
 always set.
 
-The script also checks the rules' version (`ratelimit:rules:version`, bumped on every rule
-change): a caller holding older rules is told so (and reloads) before anything is counted, which is
-how a rule change governs the very next request on every replica without an extra round trip. Time
-is Redis's own (`TIME`), so replicas with skewed clocks share one timeline.
+The script also checks the rules' version (the shard's copy, ratelimit.shards, bumped on every
+rule change): a caller holding older rules is told so (and reloads) before anything is counted,
+which is how a rule change governs the very next request on every replica without an extra round
+trip. Time is Redis's own (`TIME`), so replicas with skewed clocks share one timeline. Every key of
+one call is under one shard's hash tag, so it runs on a Redis Cluster too.
 
 - Sliding window: a sorted set of the admitted requests' times; a request is admitted only if
   fewer than `limit` remain inside the last `period`, so no interval of that length ever holds more
@@ -13,11 +14,12 @@ is Redis's own (`TIME`), so replicas with skewed clocks share one timeline.
   quota resets at a known instant.
 Rejected requests are not counted.
 
-The script runs on a connection of the counters' own rather than through the client's pool and
-retry layers, with one deadline for the whole call instead of redis-py's per-operation socket
-timeout (which times each write with a task of its own): a decision's Redis work in this process
-fell from about 0.1 to 0.04 ms of CPU (docs/ratelimit.md). Calls take turns on it; the limiter
-batches what arrives meanwhile (one call in flight at a time already).
+On one Redis server the script runs on a connection of the counters' own rather than through the
+client's pool and retry layers, with one deadline for the whole call instead of redis-py's
+per-operation socket timeout (which times each write with a task of its own): a decision's Redis
+work in this process fell from about 0.1 to 0.04 ms of CPU (docs/ratelimit.md). Calls take turns
+on it; the limiter batches what arrives meanwhile. On a Redis Cluster calls go through the cluster
+client, which routes each to the master of its slot and follows the cluster's redirections.
 """
 
 from __future__ import annotations
@@ -25,24 +27,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from meshplate_core.redis_client import RedisClient
 from ratelimit.domain import Algorithm, Limit
 
-VERSION_KEY = "ratelimit:rules:version"
-
-# KEYS: the version key, then one counter key per check. ARGV: the caller's rules version, a
-# unique prefix for this call's sorted-set members, then five values per check: period (ms),
-# limit, hits, algorithm, the check's index. Checks are decided in order, so two of one key in a
-# batch count as two requests; negative hits give that many back (the newest first, never more
-# than are counted). Replies four numbers per check.
+# KEYS: the shard's version key, then one counter key per check (all of that shard). ARGV: the
+# caller's rules version, a unique prefix for this call's sorted-set members, then five values per
+# check: period (ms), limit, hits, algorithm, the check's index. Checks are decided in order, so
+# two of one key in a batch count as two requests; negative hits give that many back (the newest
+# first, never more than are counted). Replies four numbers per check.
 _SCRIPT = """
 local version = redis.call('GET', KEYS[1]) or '0'
 if version ~= ARGV[1] then return {-1} end
@@ -110,7 +112,7 @@ return out
 
 
 class StaleRulesError(Exception):
-    """The rules version changed since the caller loaded its rules."""
+    """The shard's rules version is no longer the one the caller loaded its rules under."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,29 +126,37 @@ class Count:
 
 
 class Counters:
-    """Runs the counting script, on a connection of its own to `redis`'s server."""
+    """Runs the counting script: on a connection of its own to `redis`'s server, or through the
+    cluster client."""
 
-    def __init__(self, redis: Redis, *, timeout_s: float) -> None:
-        pool = redis.connection_pool
-        # The client's settings (address, database, credentials, TLS) but its socket timeout.
-        self._connection = pool.connection_class(
-            **{**pool.connection_kwargs, "socket_timeout": None}
-        )
+    def __init__(self, redis: RedisClient, *, timeout_s: float) -> None:
+        self._cluster: RedisCluster | None = None
+        self._connection: AbstractConnection | None = None
+        if isinstance(redis, RedisCluster):
+            self._cluster = redis
+        else:
+            pool = redis.connection_pool
+            # The client's settings (address, database, credentials, TLS) but its socket timeout.
+            self._connection = pool.connection_class(
+                **{**pool.connection_kwargs, "socket_timeout": None}
+            )
         self._sha = hashlib.sha1(_SCRIPT.encode()).hexdigest()
         self._timeout_s = timeout_s
         self._turn = asyncio.Lock()
 
     async def close(self) -> None:
         """Close the connection (the next count would open it again)."""
-        await self._connection.disconnect()
+        if self._connection is not None:
+            await self._connection.disconnect()
 
     async def count(
-        self, checks: Sequence[tuple[str, Limit, int]], *, rules_version: str
+        self, checks: Sequence[tuple[str, Limit, int]], *, version_key: str, rules_version: str
     ) -> list[Count]:
         """Count each check's hits against its limit under its counter key, in one round trip
-        for all of them (StaleRulesError if the rules changed; redis.exceptions.RedisError or
-        OSError when Redis does not answer within the timeout)."""
-        keys = [VERSION_KEY]
+        for all of them; every key, `version_key` included, of one shard (StaleRulesError if the
+        rules changed; redis.exceptions.RedisError or OSError when Redis does not answer within
+        the timeout)."""
+        keys = [version_key]
         # Unique per call, not secret: the cheap generator (uuid4 asks the OS for randomness).
         args: list[str | int] = [rules_version, f"{random.getrandbits(128):032x}"]
         for index, (counter_key, limit, hits) in enumerate(checks):
@@ -169,23 +179,29 @@ class Counters:
         ]
 
     async def _run(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        if self._cluster is not None:
+            return await self._within_timeout(self._cluster.execute_command, keys, args)
         async with self._turn:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    try:
-                        return await self._call("EVALSHA", self._sha, len(keys), *keys, *args)
-                    except NoScriptError:
-                        # A Redis that lost its scripts (restarted, flushed): EVAL loads it again.
-                        return await self._call("EVAL", _SCRIPT, len(keys), *keys, *args)
-            except TimeoutError:
-                # The connection was closed mid-call (its state is unknown); the next opens anew.
-                raise RedisTimeoutError(
-                    f"no answer from Redis within {self._timeout_s} s"
-                ) from None
+            return await self._within_timeout(self._call, keys, args)
+
+    async def _within_timeout(
+        self, call: Callable[..., Awaitable[Any]], keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                try:
+                    return await call("EVALSHA", self._sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    # A Redis that lost its scripts (restarted, flushed): EVAL loads it again.
+                    return await call("EVAL", _SCRIPT, len(keys), *keys, *args)
+        except TimeoutError:
+            # The connection was closed mid-call (its state is unknown); the next opens anew.
+            raise RedisTimeoutError(f"no answer from Redis within {self._timeout_s} s") from None
 
     async def _call(self, *command: str | int) -> Any:
         # hiredis packs the command in C, several times faster than redis-py's own packing.
         connection = self._connection
+        assert connection is not None  # only the one-server path of _run calls it
         # hiredis' stub types the command as a tuple of one item (any length works).
         packed = hiredis.pack_command(command)  # type: ignore[arg-type]
         await connection.send_packed_command(packed, check_health=False)

@@ -1,6 +1,8 @@
 """The limiter: resolves the governing rule from the cached rule book and counts in Redis.
 
 Rules are cached in the process and reloaded when the counting script says their version moved.
+Subjects are spread over shards (ratelimit.shards: one on one Redis server), each counted with one
+script call per batch, concurrently.
 Subjects already over their limit are answered from memory until their retry time, so attack
 traffic is never counted; each batch still confirms the rules' version in its one round trip, so
 a raised limit frees them at once, on every replica. When Redis cannot be reached the limiter
@@ -17,13 +19,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from meshplate_core.batching import Batcher
 from meshplate_core.errors import UnavailableError
+from meshplate_core.redis_client import REDIS_FAILURES, RedisClient, get_many
 from meshplate_core.transactions import Database
-from ratelimit.counters import VERSION_KEY, Count, Counters, StaleRulesError
+from ratelimit.counters import Count, Counters, StaleRulesError
 from ratelimit.domain import (
     DEFAULT_PATH,
     LOGIN_ATTEMPTS_PATH,
@@ -35,6 +37,7 @@ from ratelimit.domain import (
     RuleBook,
     path_key,
 )
+from ratelimit.shards import Shards
 from ratelimit.storage.rules import RuleStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,7 @@ class Limiter:
     """Decides whether a subject may make a request."""
 
     database: Database
-    redis: Redis
+    redis: RedisClient
     default_limit: int
     default_period_s: int
     fail_open: bool
@@ -73,9 +76,11 @@ class Limiter:
     redis_timeout_s: float = 0.5
     # Under load, one count in Redis per this window at most (meshplate_core.batching).
     batch_linger_s: float = 0.0
+    shards: Shards = field(default_factory=lambda: Shards.spread(1))
     stats: LimiterStats = field(default_factory=LimiterStats)
     _books: dict[int, RuleBook] = field(default_factory=dict)
-    _version: str | None = None
+    # The rules version of each shard the rule book is current for (empty: load it).
+    _versions: dict[int, str] = field(default_factory=dict)
     _blocked: dict[str, tuple[float, Decision]] = field(default_factory=dict)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -90,18 +95,24 @@ class Limiter:
         await self._counters.close()
 
     async def reload(self) -> None:
-        """Load every rule, and the version they are current for (read first, so a change that
-        lands meanwhile makes the next check reload again rather than be missed)."""
+        """Load every rule, and the versions (each shard's) they are current for (read first, so a
+        change that lands meanwhile makes the next check reload again rather than be missed)."""
         async with self._reload_lock:
-            version = await self.redis.get(VERSION_KEY)
+            versions = await get_many(self.redis, self._version_keys())
             async with self.database.connection() as conn:
                 rules = await RuleStore().all(conn)
             books: dict[int, list[Rule]] = {}
             for rule in rules:
                 books.setdefault(rule.tier_id, []).append(rule)
             self._books = {tier: RuleBook(tier_rules) for tier, tier_rules in books.items()}
-            self._version = version.decode() if isinstance(version, bytes) else (version or "0")
+            self._versions = {
+                shard: version.decode() if isinstance(version, bytes) else (version or "0")
+                for shard, version in enumerate(versions)
+            }
             self._blocked.clear()
+
+    def _version_keys(self) -> list[str]:
+        return [self.shards.version_key(shard) for shard in range(len(self.shards))]
 
     def resolve(self, tier_id: int | None, path: str) -> Limit:
         """The limit governing `path` for a tier: its rule, else the global default."""
@@ -137,31 +148,53 @@ class Limiter:
         return await self._batcher.submit(Check(subject, tier_id, path, -hits))
 
     async def check_many(self, checks: Sequence[Check]) -> list[Decision]:
-        """Decide each check, in order, with one Redis round trip for all of them. Subjects
-        remembered as over their limit are answered from memory, not counted; the round trip
-        still confirms the rules version they were decided under (a raised limit frees them at
-        once on every replica), and is all such a batch costs."""
+        """Decide each check, in order, with one Redis round trip per shard for all of them.
+        Subjects remembered as over their limit are answered from memory, not counted; the round
+        trip still confirms the rules version they were decided under (a raised limit frees them
+        at once on every replica), and is all such a batch costs."""
+        if len(self.shards) == 1:
+            return await self._check_shard(0, checks)
+        groups: dict[int, list[int]] = {}
+        for index, check in enumerate(checks):
+            groups.setdefault(self.shards.of(check.subject), []).append(index)
+        answers = await asyncio.gather(
+            *(
+                self._check_shard(shard, [checks[index] for index in indexes])
+                for shard, indexes in groups.items()
+            )
+        )
+        placed = {
+            index: decision
+            for indexes, shard_decisions in zip(groups.values(), answers, strict=True)
+            for index, decision in zip(indexes, shard_decisions, strict=True)
+        }
+        return [placed[index] for index in range(len(checks))]
+
+    async def _check_shard(self, shard: int, checks: Sequence[Check]) -> list[Decision]:
         failure: BaseException = RedisError("rules kept changing while counting")
         for _attempt in range(3):
             try:
-                if self._version is None:
+                if not self._versions:
                     await self.reload()
-                return await self._decide(checks, self._version or "0")
+                version = self._versions[shard]
+                return await self._decide(checks, shard, version)
             except StaleRulesError:
-                self._version = None
-            except (RedisError, OSError) as exc:  # the rules' version could not be read
+                # Reload, unless another shard's call has reloaded meanwhile.
+                if self._versions.get(shard) == version:
+                    self._versions = {}
+            except REDIS_FAILURES as exc:  # the rules' versions could not be read
                 failure = exc
                 break
         return [self._without_redis(self.resolve(c.tier_id, c.path), failure) for c in checks]
 
-    async def _decide(self, checks: Sequence[Check], version: str) -> list[Decision]:
-        # Raises StaleRulesError when `version` is no longer the rules' version.
+    async def _decide(self, checks: Sequence[Check], shard: int, version: str) -> list[Decision]:
+        # Raises StaleRulesError when `version` is no longer the shard's rules version.
         decisions: list[Decision | None] = [None] * len(checks)
         counted: list[tuple[int, str, Limit, int]] = []
         now = time.monotonic()
         for index, check in enumerate(checks):
             limit = self.resolve(check.tier_id, check.path)
-            counter_key = self._counter_key(check, limit)
+            counter_key = self.shards.counter_key(shard, check.subject, limit.key)
             blocked = self._blocked.get(counter_key)
             if blocked is not None and check.hits > 0:
                 until, decision = blocked
@@ -173,9 +206,10 @@ class Limiter:
         try:
             counts = await self._counters.count(
                 [(key, limit, hits) for _index, key, limit, hits in counted],
+                version_key=self.shards.version_key(shard),
                 rules_version=version,
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             # Memory's answers stand: they are all this process knows without Redis.
             for index, _key, limit, _hits in counted:
                 decisions[index] = self._without_redis(limit, exc)
@@ -193,10 +227,6 @@ class Limiter:
                     self._remember_blocked(counter_key, decision)
         self.stats.denied_locally += len(checks) - len(counted)
         return [decision for decision in decisions if decision is not None]
-
-    @staticmethod
-    def _counter_key(check: Check, limit: Limit) -> str:
-        return f"ratelimit:{{{check.subject}}}:{limit.key}"
 
     def _remember_blocked(self, counter_key: str, decision: Decision) -> None:
         now = time.monotonic()
@@ -222,8 +252,12 @@ class Limiter:
         )
 
     async def rules_changed(self) -> None:
-        """Tell every replica (through the version) that the rules changed; reload here."""
-        await self.redis.incr(VERSION_KEY)
+        """Tell every replica (through every shard's version) that the rules changed; reload
+        here."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self._version_keys():
+                pipe.incr(key)
+            await pipe.execute()
         await self.reload()
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from envoy_rls import rls_pb2_grpc
 from meshplate.ratelimit.v1 import ratelimit_pb2, ratelimit_pb2_grpc
@@ -17,6 +16,7 @@ from meshplate_core.events import UserTierChanged
 from meshplate_core.following import Follower, following
 from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
+from meshplate_core.redis_client import RedisClient, connect
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.transactions import Database, Engine
 from ratelimit.callers import callers
@@ -25,6 +25,7 @@ from ratelimit.limiter import Limiter
 from ratelimit.rules import Rules
 from ratelimit.service import RateLimitService
 from ratelimit.settings import Settings
+from ratelimit.shards import Shards
 from ratelimit.tiers import TierProjection
 
 SERVICE_NAME = ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
@@ -36,7 +37,7 @@ async def build(
     engine: Engine, *, settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[Register]:
     """The servicer graph, ready to be added to a server (tests use this too)."""
-    redis = Redis.from_url(
+    redis = connect(
         settings.redis_url,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
@@ -61,7 +62,7 @@ async def build(
         await redis.aclose()
 
 
-def _limiter(settings: Settings, database: Database, redis: Redis) -> Limiter:
+def _limiter(settings: Settings, database: Database, redis: RedisClient) -> Limiter:
     return Limiter(
         database=database,
         redis=redis,
@@ -74,6 +75,7 @@ def _limiter(settings: Settings, database: Database, redis: Redis) -> Limiter:
         edge_period_s=settings.edge_period_s,
         redis_timeout_s=settings.redis_timeout_s,
         batch_linger_s=settings.batch_linger_s,
+        shards=Shards.spread(settings.redis_shards),
     )
 
 

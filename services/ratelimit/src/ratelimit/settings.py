@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from meshplate_core.settings import GrpcServiceSettings
+from meshplate_core.settings import GrpcServiceSettings, RedisUrl
 
 
 class Settings(GrpcServiceSettings):
@@ -16,7 +16,7 @@ class Settings(GrpcServiceSettings):
     grpc_port: int = Field(default=50053, ge=0, le=65535)
     metrics_port: int = Field(default=9153, ge=0, le=65535)
     database_url: str = "sqlite:///var/ratelimit.db"
-    redis_url: str = Field(
+    redis_url: RedisUrl = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("RATELIMIT_REDIS_URL", "REDIS_URL"),
     )
@@ -31,6 +31,9 @@ class Settings(GrpcServiceSettings):
     edge_period_s: int = Field(default=60, ge=1)
     # With Redis unreachable: admit (true, logged and counted) or refuse with 503 (false).
     fail_open: bool = True
+    # Shards the counters are spread over (ratelimit.shards): 1 on one Redis server; on a Redis
+    # Cluster, the number of masters (or a multiple), so each master counts its share.
+    redis_shards: int = Field(default=1, ge=1, le=256)
     # Deadline of one Redis call on the decision path.
     redis_timeout_s: float = Field(default=0.5, gt=0)
     # Under load, decisions are counted in Redis at most once per this window, each run carrying

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from meshplate_core.errors import InvalidArgumentError
-from meshplate_core.events import UserDeleted, UserRegistered, UserTierChanged
+from meshplate_core.events import UserDeleted, UserRegistered, UserRightsChanged, UserTierChanged
 from meshplate_core.outbox import Outbox
 from meshplate_core.transactions import Connection, Database
 from users.cache import Codec, ReadCache, dataclass_codec, id_generation, name_generation
-from users.domain.actors import Actor
+from users.domain.actors import Actor, NotAllowedError, OwnRightsError
 from users.domain.pages import PageRequest
 from users.domain.tiers import Tier
 from users.domain.users import (
@@ -23,6 +23,7 @@ from users.domain.users import (
     Registration,
     User,
     UserChanges,
+    UserSearch,
     normalize_email,
 )
 from users.passwords import PasswordHasher
@@ -165,10 +166,36 @@ class Accounts:
         await self._cache.bump(name_generation(user.username), id_generation(user_id))
         return user
 
-    async def page_of_users(self, request: PageRequest) -> tuple[list[User], int]:
-        """One page of live users and their total."""
+    async def page_of_users(
+        self, request: PageRequest, search: UserSearch, actor: Actor | None = None
+    ) -> tuple[list[User], int]:
+        """One page of the users a search matches and their total; soft-deleted users only for
+        a superuser."""
+        if search.deleted and (actor is None or not actor.is_superuser):
+            raise NotAllowedError()
         async with self.reading() as conn:
-            return await self.users.page(conn, request)
+            return await self.users.page(conn, request, search)
+
+    async def restore(self, actor: Actor, user_id: int) -> User:
+        """Make a soft-deleted user live again (a superuser only)."""
+        actor.require_superuser()
+        async with self.transaction() as conn:
+            user = await self.users.restore(conn, user_id)
+        await self._cache.bump(name_generation(user.username), id_generation(user_id))
+        return user
+
+    async def set_superuser(self, actor: Actor, user_id: int, flag: bool) -> User:
+        """Grant or take away superuser rights (a superuser only, never their own) and announce
+        it: the user's tokens, which carry the old rights, are revoked by auth."""
+        actor.require_superuser()
+        if actor.user_id == user_id:
+            raise OwnRightsError()
+        async with self.transaction() as conn:
+            user, changed = await self.users.set_superuser(conn, user_id, flag)
+            if changed:
+                await self._outbox.add(conn, UserRightsChanged(user_id=user_id, is_superuser=flag))
+        await self._cache.bump(name_generation(user.username), id_generation(user_id))
+        return user
 
     async def user(
         self,

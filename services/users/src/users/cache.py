@@ -25,10 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from meshplate_core.events import ReadsChanged, post_key, user_key, username_key
+from meshplate_core.redis_client import REDIS_FAILURES, RedisClient, get_many
 from meshplate_core.streams import encode
 
 log = logging.getLogger(__name__)
@@ -109,7 +107,7 @@ def generation(key: str) -> str:
 class ReadCache:
     """Generation-checked read-through cache with single flight."""
 
-    redis: Redis
+    redis: RedisClient
     ttl_s: float
     stats: CacheStats = field(default_factory=CacheStats)
     _flights: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
@@ -130,8 +128,8 @@ class ReadCache:
         if time.monotonic() < self._distrust_until:
             return await load()
         try:
-            *current, raw = await self.redis.mget([*generations, key])
-        except (RedisError, OSError) as exc:
+            *current, raw = await get_many(self.redis, [*generations, key])
+        except REDIS_FAILURES as exc:
             self._failed("read", exc)
             return await load()
         gens = [int(value or 0) for value in current]
@@ -144,7 +142,7 @@ class ReadCache:
             # A flight that ended just before this one began may have stored the entry already.
             try:
                 stored = self._current(await self.redis.get(key), gens)
-            except (RedisError, OSError):
+            except REDIS_FAILURES:
                 stored = None
             if stored is not None:
                 return codec.decode(stored)
@@ -152,7 +150,7 @@ class ReadCache:
             try:
                 entry_json = json.dumps({"g": gens, "v": codec.encode(value)})
                 await self.redis.set(key, entry_json, ex=max(1, int(self.ttl_s)))
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 self._failed("write", exc)
             return value
 
@@ -188,7 +186,7 @@ class ReadCache:
                     approximate=True,
                 )
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             self._failed("invalidation", exc)
             self._undelivered = pending
             # Entries we could not invalidate live at most one TTL: until then, read the database.

@@ -23,6 +23,8 @@ def callers() -> list[Callers]:
                 "DeleteUser": {GATEWAY},
                 "VerifyCredentials": {AUTH},
                 "SetUserTier": {GATEWAY},
+                "RestoreUser": {GATEWAY},
+                "SetSuperuser": {GATEWAY},
                 "CreateTier": {GATEWAY},
                 "GetTier": {GATEWAY},
                 "ListTiers": {GATEWAY, WORKER},

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 # the rest is for the caller's own work after it and for the machine getting slower once the
 # check is admitted (a quarter refused some of 16 logins at once on a busy 2-core machine).
 SHARE_OF_DEADLINE = 0.5
+# How much of its caller's time a check keeps for its answer to travel back: a check still
+# waiting for its turn too close to it, or still running when only this share is left, is
+# answered with a refusal instead (a running hash goes on in its slot), so neither a queue
+# behind starved hashes nor a starved hash itself runs its caller into the deadline.
+ANSWER_RESERVE = 0.25
 # Weight of the newest hash time in the running estimate.
 _SMOOTHING = 0.2
 
@@ -67,7 +72,11 @@ class PasswordHasher:
     (ResourceExhaustedError, retry after about the time the checks ahead need) rather than
     queued past its caller's deadline. It is judged again while it waits and when its turn
     comes: once the machine got so slow that it could no longer be done in time, it is refused
-    rather than hashed for a caller who will be gone.
+    rather than hashed for a caller who will be gone. ANSWER_RESERVE of the caller's time is
+    kept for the answer to travel back, and these judgements are made against what is left
+    before it: a check still waiting when its hash could no longer end before it, or still
+    running when it begins (its thread starved by busier ones), is refused then, so the caller
+    hears "too busy" (429) rather than running into its deadline (504).
     A caller that gives up while waiting costs nothing; one that gives up while its check runs
     keeps the slot until the check is done, so abandoned work never piles up on the cores.
 
@@ -146,31 +155,41 @@ class PasswordHasher:
             time_left_s = self._default_deadline_s
         self._admit(time_left_s)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + time_left_s
+        # When the answer must be ready, to reach the caller in time.
+        answer_by = loop.time() + time_left_s * (1 - ANSWER_RESERVE)
         self._waiting += 1
         try:
             # The machine may get slower while this check waits: once it could no longer be
             # done in time, it is refused rather than left to run into its caller's deadline.
-            async with asyncio.timeout_at(deadline - self._seconds_per_hash / SHARE_OF_DEADLINE):
+            async with asyncio.timeout_at(answer_by - self._seconds_per_hash / SHARE_OF_DEADLINE):
                 await self._slots.acquire()
         except TimeoutError:
             raise self._refusal(ahead=0) from None
         finally:
             self._waiting -= 1
         try:
-            self._admit(deadline - loop.time(), ahead=0)
+            self._admit(answer_by - loop.time(), ahead=0)
         except ResourceExhaustedError:
             self._slots.release()
             raise
         running = loop.run_in_executor(self._threads, _timed, work, *args)
         self._running.add(running)
         running.add_done_callback(self._done)
-        result, _seconds = await asyncio.shield(running)
+        try:
+            async with asyncio.timeout_at(answer_by):
+                result, _seconds = await asyncio.shield(running)
+        except TimeoutError:
+            raise self._refusal(ahead=self._in_line) from None
         return result
+
+    @property
+    def _in_line(self) -> int:
+        # The checks waiting for a thread or hashing in one.
+        return self._waiting + len(self._running)
 
     def _admit(self, time_left_s: float, *, ahead: int | None = None) -> None:
         if ahead is None:
-            ahead = self._waiting + len(self._running)
+            ahead = self._in_line
         rounds = ahead // self._concurrency + 1
         if rounds * self._seconds_per_hash > time_left_s * SHARE_OF_DEADLINE:
             raise self._refusal(ahead=ahead)

@@ -9,7 +9,6 @@ from functools import partial
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from meshplate.auth.v1 import auth_pb2, auth_pb2_grpc
 from meshplate.users.v1 import users_pb2, users_pb2_grpc
@@ -20,6 +19,7 @@ from meshplate_core.following import following
 from meshplate_core.grpc_server import Register
 from meshplate_core.metrics import export_tallies
 from meshplate_core.outbox import Outbox
+from meshplate_core.redis_client import connect
 from meshplate_core.revocations import RevocationList
 from meshplate_core.runner import migrate_database, serve_database_service
 from meshplate_core.transactions import Database, Engine
@@ -59,7 +59,7 @@ async def open_accounts(
     engine: Engine, *, settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[tuple[Accounts, Posts]]:
     """The use cases with their outbox relay running; the relay's last round runs on exit."""
-    redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = connect(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     # Tier changes matter to ratelimit only until the tokens that predate them expire; a day
     # covers any access-token lifetime in use.
     outbox = Outbox(outbox_table, engine, redis, keep_s={UserTierChanged.STREAM: 86400.0})

@@ -22,7 +22,7 @@ from users.domain.actors import Actor
 from users.domain.pages import parse_page
 from users.domain.posts import Post, parse_post, parse_post_changes
 from users.domain.tiers import Tier, parse_tier_name
-from users.domain.users import User, parse_changes, parse_registration
+from users.domain.users import User, parse_changes, parse_registration, parse_search
 from users.posts import Posts
 
 # How long a write waits for the revocation list at start (replayed in milliseconds) before it is
@@ -138,8 +138,11 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
     async def ListUsers(
         self, request: users_pb2.ListUsersRequest, context: Context
     ) -> users_pb2.ListUsersResponse:
+        search = parse_search(request.query, deleted=request.deleted)
+        # Only a listing of deleted users needs to know who asks.
+        actor = await self._actor(context) if search.deleted else None
         users, total = await self._accounts.page_of_users(
-            parse_page(request.page, request.items_per_page)
+            parse_page(request.page, request.items_per_page), search, actor
         )
         return users_pb2.ListUsersResponse(users=map(to_proto, users), total_count=total)
 
@@ -162,6 +165,20 @@ class UsersService(users_pb2_grpc.UsersServiceServicer):
         actor = await self._actor(context)
         await self._accounts.delete(actor, request.id, hard=request.hard)
         return users_pb2.DeleteUserResponse()
+
+    async def RestoreUser(
+        self, request: users_pb2.RestoreUserRequest, context: Context
+    ) -> users_pb2.RestoreUserResponse:
+        actor = await self._actor(context)
+        user = await self._accounts.restore(actor, request.id)
+        return users_pb2.RestoreUserResponse(user=to_proto(user))
+
+    async def SetSuperuser(
+        self, request: users_pb2.SetSuperuserRequest, context: Context
+    ) -> users_pb2.SetSuperuserResponse:
+        actor = await self._actor(context)
+        user = await self._accounts.set_superuser(actor, request.user_id, request.is_superuser)
+        return users_pb2.SetSuperuserResponse(user=to_proto(user))
 
     async def VerifyCredentials(
         self, request: users_pb2.VerifyCredentialsRequest, context: Context

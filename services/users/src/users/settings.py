@@ -7,7 +7,7 @@ import os
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from meshplate_core.settings import GrpcServiceSettings
+from meshplate_core.settings import GrpcServiceSettings, RedisUrl
 
 
 class Settings(GrpcServiceSettings):
@@ -18,7 +18,7 @@ class Settings(GrpcServiceSettings):
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     metrics_port: int = Field(default=9152, ge=0, le=65535)
     database_url: str = "sqlite:///var/users.db"
-    redis_url: str = Field(
+    redis_url: RedisUrl = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("USERS_REDIS_URL", "REDIS_URL"),
     )
@@ -52,7 +52,9 @@ class Settings(GrpcServiceSettings):
     # machine reads are served first (docs/users.md has the measurements). A check waits only if it
     # can be done within half of its caller's deadline (`password_default_deadline_s` when
     # the caller sets none), judged from the checks ahead, the concurrency and the measured hash
-    # time; otherwise it is refused at once (RESOURCE_EXHAUSTED, 429 with Retry-After).
+    # time; otherwise it is refused at once (RESOURCE_EXHAUSTED, 429 with Retry-After). A quarter
+    # of the caller's time is kept for the answer: a check that could no longer be done before
+    # it, still waiting or already running (starved of CPU time), is refused then.
     password_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     password_idle: bool = True
     password_nice: int = Field(default=10, ge=0, le=19)

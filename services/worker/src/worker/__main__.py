@@ -10,13 +10,12 @@ import argparse
 import asyncio
 import sys
 
-from redis.asyncio import Redis
-
+from meshplate_core.dead_letters import count_dead, list_dead, replay
 from meshplate_core.http_server import serve_http
 from meshplate_core.jobs import JobStore
 from meshplate_core.process import load_settings
+from meshplate_core.redis_client import connect
 from worker.app import build_app
-from worker.dead_letters import count_dead, list_dead, replay
 from worker.settings import Settings
 
 
@@ -34,7 +33,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 
 async def _dead_letters(settings: Settings, arguments: argparse.Namespace) -> None:
-    jobs = JobStore(Redis.from_url(settings.redis_url), ttl_s=settings.job_ttl_s)
+    jobs = JobStore(connect(settings.redis_url), ttl_s=settings.job_ttl_s)
     try:
         if arguments.command == "dead":
             entries = await list_dead(jobs, arguments.kind, count=arguments.count)

@@ -12,11 +12,11 @@ from functools import partial
 from typing import Any
 
 from faststream.asgi import AsgiFastStream
-from faststream.redis import RedisBroker, RedisRouter
+from faststream.redis import RedisBroker, RedisClusterBroker, RedisRouter
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from meshplate_core.jobs import JobStore
+from meshplate_core.redis_client import cluster_nodes, connect, is_cluster
 from meshplate_core.streams import ensure_group
 from worker import endpoints
 from worker.clients import AUTH_SERVICE, USERS_SERVICE, AuthCalls, Peer, UsersCalls
@@ -62,7 +62,7 @@ def build_worker(settings: Settings, extra_kinds: list[JobKind[Any]] | None = No
     """The broker with each job kind's handler, and the scheduler (`extra_kinds`: more kinds
     beside the built-in ones, for tests of the delivery rules)."""
     jobs = JobStore(
-        Redis.from_url(
+        connect(
             settings.redis_url,
             socket_timeout=settings.redis_timeout_s,
             socket_connect_timeout=settings.redis_timeout_s,
@@ -116,18 +116,23 @@ def mailer(settings: Settings) -> Mailer:
 
 
 def _broker(settings: Settings, kinds: list[JobKind[Any]], deliveries: Deliveries) -> RedisBroker:
-    broker = RedisBroker(
-        settings.redis_url,
+    options: dict[str, Any] = {
         # Running jobs get most of the grace period, then are cancelled (handed back); the rest
         # is for writing the hand-backs and closing.
-        graceful_timeout=settings.shutdown_grace_s * 0.7,
+        "graceful_timeout": settings.shutdown_grace_s * 0.7,
         # Handlers take the entry as read: no dependency injection to resolve per message (a
         # quarter of the worker's CPU per job).
-        apply_types=False,
+        "apply_types": False,
         # Our JSON lines; FastStream's per-message "Received"/"Processed" only at DEBUG.
-        logger=logging.getLogger("faststream.broker"),
-        log_level=logging.DEBUG,
-    )
+        "logger": logging.getLogger("faststream.broker"),
+        "log_level": logging.DEBUG,
+    }
+    broker: RedisBroker
+    if is_cluster(settings.redis_url):
+        first, nodes = cluster_nodes(settings.redis_url)
+        broker = RedisClusterBroker(first, startup_nodes=nodes, **options)
+    else:
+        broker = RedisBroker(settings.redis_url, **options)
     router = RedisRouter()
     for kind in kinds:
         subscribe(
@@ -197,6 +202,8 @@ def build_app(settings: Settings) -> AsgiFastStream:
 
     async def prepare() -> None:
         await create_groups(worker)
+        # What the admin panel lists dead letters of.
+        await worker.jobs.register_kinds([kind.name for kind in worker.kinds])
         streams = ", ".join(f"{kind.stream} ({kind.name})" for kind in worker.kinds)
         log.info("consuming %s", streams, extra={"consumer": settings.consumer})
 

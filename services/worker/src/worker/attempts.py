@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from meshplate_core.jobs import JobStore
+from meshplate_core.jobs import RECENT_KEY, JobStore, note_recent
 from meshplate_core.streams import as_text
 from worker.pipeline import Call, ScriptPipeline
 
@@ -27,8 +27,8 @@ _SAME_ATTEMPT = (
     "local same = fence[1] == 'running' and tonumber(fence[2]) == tonumber(ARGV[4])\n"
 )
 
-# KEYS: record, stream. ARGV: group, consumer, entry id, job id, now (ISO), ttl (s), owner id
-# or "", "1" for a system job, lease (ms).
+# KEYS: record, stream, recent jobs. ARGV: group, consumer, entry id, job id, now (ISO), ttl (s),
+# owner id or "", "1" for a system job, lease (ms).
 _BEGIN = (
     _NOW_MS
     + """
@@ -50,9 +50,13 @@ end
 -- entry was read (it may have waited for a slot).
 redis.call('XCLAIM', KEYS[2], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 if not r[6] then
+  -- An event-driven job's first delivery makes its record.
   redis.call('HSET', KEYS[1], 'id', ARGV[4], 'enqueued_at', ARGV[5])
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'owner_id', ARGV[7]) end
   if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'system', '1') end
+"""
+    + note_recent(key=3, job_id=4, ttl=6)
+    + """
 end
 local attempts = (tonumber(r[2]) or 0) + 1
 redis.call('HSET', KEYS[1], 'status', 'running', 'attempts', attempts, 'started_at', ARGV[5],
@@ -188,7 +192,7 @@ class Attempts:
             [
                 Call(
                     self._begin,
-                    [JobStore.key(start.job_id), start.entry.stream],
+                    [JobStore.key(start.job_id), start.entry.stream, RECENT_KEY],
                     [
                         start.entry.group,
                         start.entry.consumer,

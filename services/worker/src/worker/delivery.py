@@ -31,9 +31,10 @@ from typing import Any
 
 from opentelemetry import trace
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 
+from meshplate_core.dead_letters import DEAD_PREFIX
 from meshplate_core.jobs import JobStore
+from meshplate_core.redis_client import REDIS_FAILURES
 from meshplate_core.streams import as_text, decode_traced
 from meshplate_core.tracing import span
 from worker.attempts import Attempts, Entry, Outcome, Start
@@ -42,8 +43,7 @@ from worker.pipeline import ScriptPipeline
 
 log = logging.getLogger(__name__)
 
-# Fields added to an entry on its way to a dead-letter stream.
-DEAD_PREFIX = "dead."
+# The longest error kept on a dead-letter entry.
 _MAX_ERROR = 1000
 # Writing an outcome is tried this often (with these pauses) before the entry is left to be
 # claimed again.
@@ -170,7 +170,7 @@ class Deliveries:
                 log.warning("%d jobs not handed back: they are claimed once idle", len(late))
         try:
             await self._give_back(kinds)
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("could not give back what this process holds: %s", exc)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
@@ -195,7 +195,7 @@ class Deliveries:
         start = Start(job.entry, job.job_id, job.kind.owner_id(job.event), job.kind.system)
         try:
             [begun] = await self._attempts.begin([start])
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("could not start the job: %s", exc, extra=job.log_fields)
             return None
         if isinstance(begun, Exception):
@@ -273,7 +273,7 @@ class Deliveries:
                     dead_fields=dead,
                 )
                 break
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 if pause is None:
                     # The entry stays pending: it is claimed again once idle, and run again.
                     log.error("could not record the outcome %s: %s", outcome, exc, extra=fields)
@@ -297,7 +297,7 @@ class Deliveries:
         meta = _dead_meta(entry, "", 0, error, None, kind.system)
         try:
             await self._attempts.bury_unreadable(entry, {**_texts(fields), **meta})
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("could not bury a malformed entry: %s", exc, extra={"job_kind": kind.name})
             return
         log.error("job dead: %s", error, extra={"job_kind": kind.name})
@@ -312,7 +312,7 @@ class Deliveries:
                 alive = await self._attempts.heartbeat(
                     [(j.entry, j.job_id, j.attempt) for j in jobs]
                 )
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for job, answer in zip(jobs, alive, strict=True):

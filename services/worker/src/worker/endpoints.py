@@ -11,8 +11,8 @@ from faststream.asgi import AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Scope
 from faststream.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis.exceptions import RedisError
 
+from meshplate_core.redis_client import REDIS_FAILURES
 from worker.metrics import QueueDepth
 
 
@@ -36,7 +36,7 @@ def routes(
 
     @get(include_in_schema=False)
     async def metrics(scope: Scope) -> AsgiResponse:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*REDIS_FAILURES):
             await depth.read()
         return AsgiResponse(
             generate_latest(registry),

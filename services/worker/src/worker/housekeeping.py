@@ -11,7 +11,7 @@ every rollout would leave names behind. In each round a process says it is alive
 process has claimed that have nothing pending. The deletion is a script that checks again that
 nothing is pending, so an entry delivered in between is never dropped with its consumer; the
 consumer of a process that died holding jobs stays until other workers have claimed them.
-Liveness is said, not read off the consumers' idle times: Redis 7.0 counts a consumer idle from
+Liveness is said, not read off the consumers' idle times: RedisClient 7.0 counts a consumer idle from
 the last entry it was given, so a live worker on a quiet stream would look as dead as a gone one.
 """
 
@@ -21,8 +21,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
+from meshplate_core.redis_client import RedisClient
 from meshplate_core.streams import as_text
 from worker.kinds import JobKind
 
@@ -37,7 +36,7 @@ return 1
 
 
 async def tidy(
-    redis: Redis, consumer: str, kinds: Sequence[JobKind[Any]], *, every_s: float
+    redis: RedisClient, consumer: str, kinds: Sequence[JobKind[Any]], *, every_s: float
 ) -> None:
     """One round for the process `consumer`, whose rounds come `every_s` apart."""
     await say_alive(redis, consumer, for_s=3 * every_s)
@@ -52,12 +51,12 @@ def _alive(consumer: str) -> str:
     return f"tasks:consumer:{consumer}"
 
 
-async def say_alive(redis: Redis, consumer: str, *, for_s: float) -> None:
+async def say_alive(redis: RedisClient, consumer: str, *, for_s: float) -> None:
     """Keep `consumer` from being forgotten for the next `for_s` seconds."""
     await redis.set(_alive(consumer), "1", px=max(1, int(for_s * 1000)))
 
 
-async def forget_gone_consumers(redis: Redis, stream: str, group: str) -> list[str]:
+async def forget_gone_consumers(redis: RedisClient, stream: str, group: str) -> list[str]:
     """Delete `group`'s consumers that no live process has claimed and that hold nothing; their
     names."""
     consumers: Any = await redis.xinfo_consumers(stream, group)
@@ -77,7 +76,7 @@ def _id(value: Any) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-async def trim_consumed(redis: Redis, stream: str) -> int:
+async def trim_consumed(redis: RedisClient, stream: str) -> int:
     """Drop the entries of `stream` that every group has acknowledged; how many went."""
     groups: Any = await redis.xinfo_groups(stream)
     if not groups:

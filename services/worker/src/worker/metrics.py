@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from meshplate_core.metrics import export_counters, export_gauges
+from meshplate_core.redis_client import RedisClient
 from meshplate_core.streams import as_text
 from worker.kinds import JobKind
 
@@ -18,7 +18,7 @@ from worker.kinds import JobKind
 class QueueDepth:
     """The last reading of every kind's queue, refreshed by `read` before each scrape."""
 
-    def __init__(self, redis: Redis, kinds: Sequence[JobKind[Any]]) -> None:
+    def __init__(self, redis: RedisClient, kinds: Sequence[JobKind[Any]]) -> None:
         self._redis = redis
         self._kinds = kinds
         self.latest: dict[tuple[str, ...], float] = {}

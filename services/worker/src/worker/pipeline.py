@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from meshplate_core.batching import Batcher
+from meshplate_core.redis_client import RedisClient
 
 
 class Call(NamedTuple):
@@ -29,7 +29,7 @@ class Call(NamedTuple):
 class ScriptPipeline:
     """Sends script calls in rounds."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
         self._batcher: Batcher[Sequence[Call], list[Any]] = Batcher(self._send_groups)
 
@@ -61,7 +61,9 @@ class ScriptPipeline:
     async def _send(self, calls: Sequence[Call], *, load: bool = True) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for script, keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # Not pipe.evalsha: a cluster's pipeline refuses it by name, though it routes
+                # EVALSHA by its keys like any command.
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         unknown = [n for n, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if unknown and load:

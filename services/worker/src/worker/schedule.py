@@ -18,10 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from meshplate_core.events import Event
 from meshplate_core.jobs import JobStore
+from meshplate_core.redis_client import REDIS_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class Scheduler:
         self._housekept_at = time.monotonic()
         try:
             await self._housekeeping()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("housekeeping failed: %s", exc)
         except Exception:
             log.exception("housekeeping failed")
@@ -102,7 +101,7 @@ class Scheduler:
             if await self._jobs.enqueue_once(job_id, schedule.event(job_id), system=True):
                 log.info("scheduled %s", job_id)
             self._last_slot[schedule.name] = slot
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("could not schedule %s: %s", job_id, exc)
         except Exception:
             log.exception("scheduling %s failed", job_id)

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from meshplate_core.settings import ServiceSettings
+from meshplate_core.settings import RedisUrl, ServiceSettings
 
 
 def _default_consumer() -> str:
@@ -22,7 +22,7 @@ class Settings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="WORKER_")
 
-    redis_url: str = Field(
+    redis_url: RedisUrl = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("WORKER_REDIS_URL", "REDIS_URL"),
     )

@@ -94,6 +94,43 @@ class UsersClient:
             return await load()
         return await self._reads.read(key, (key,), load)
 
+    async def account(self, user_id: int, *, include_deleted: bool = False) -> users_pb2.User:
+        """A user's whole record as users holds it now (superuser flag included), for the admin
+        panel: never a copy of the read model."""
+        reply = await self._call(
+            self._stub.GetUser,
+            users_pb2.GetUserRequest(id=user_id, include_deleted=include_deleted),
+        )
+        return reply.user
+
+    async def accounts(
+        self, user: Claims, page: int, size: int, *, query: str = "", deleted: bool = False
+    ) -> tuple[list[users_pb2.User], int]:
+        """One page of whole records (live users, or soft-deleted ones) matching `query`, and
+        their total, as `user` (a superuser, for the admin panel)."""
+        reply = await self._call(
+            self._stub.ListUsers,
+            users_pb2.ListUsersRequest(
+                page=page, items_per_page=size, query=query, deleted=deleted
+            ),
+            user=user,
+        )
+        return list(reply.users), reply.total_count
+
+    async def restore_user(self, user: Claims, user_id: int) -> None:
+        """Make a soft-deleted user live again, as `user`."""
+        await self._call(
+            self._stub.RestoreUser, users_pb2.RestoreUserRequest(id=user_id), user=user
+        )
+
+    async def set_superuser(self, user: Claims, user_id: int, flag: bool) -> None:
+        """Grant or take away superuser rights, as `user`."""
+        await self._call(
+            self._stub.SetSuperuser,
+            users_pb2.SetSuperuserRequest(user_id=user_id, is_superuser=flag),
+            user=user,
+        )
+
     async def list_users(self, page: int, size: int) -> tuple[list[UserRead], int]:
         """One page of users (no e-mail addresses) and the total."""
         reply = await self._call(

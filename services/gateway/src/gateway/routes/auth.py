@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
-import grpc
 from fastapi import APIRouter, Cookie, Form, Request, Response
 
 from gateway.deps import AppSettings, Auth, CurrentUser, Limits
 from gateway.errors import NO_STORE
+from gateway.logins import log_in
 from gateway.schemas import Message, Password, Text, Token
 from gateway.settings import Settings
-from meshplate_core.errors import ResourceExhaustedError
 from meshplate_core.tokens import InvalidTokenError
 
-# Login attempts are counted here by the ratelimit service, under a rule of their own.
-LOGIN_ATTEMPTS_PATH = "/api/v1/login/attempts"
-
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["auth"])
 
 REFRESH_COOKIE = "refresh_token"
@@ -48,20 +42,7 @@ async def login(
     """Log in with a username or e-mail and a password (form fields); too many failed attempts
     from one address for one username are answered 429 for a while."""
     client_ip: str = request.state.client_ip
-    subject = f"login:{client_ip}:{username.strip().lower()}"
-    # Counted before the password is checked, so parallel guesses cannot outrun the count; a
-    # successful login gives its attempt back, so only failures add up.
-    attempts = await limits.check(subject, None, LOGIN_ATTEMPTS_PATH)
-    if not attempts.allowed:
-        raise ResourceExhaustedError(
-            "Rate limit exceeded.", retry_after_s=max(1, attempts.retry_after_s)
-        )
-    access, refresh = await auth.login(username, password, client_ip=client_ip)
-    try:
-        await limits.give_back(subject, LOGIN_ATTEMPTS_PATH)
-    except grpc.aio.AioRpcError as exc:
-        # The login stands; its attempt stays counted until the window passes.
-        log.warning("could not give a login attempt back: %s", exc.code().name)
+    access, refresh = await log_in(auth, limits, username, password, client_ip=client_ip)
     _set_refresh_cookie(response, refresh, settings)
     response.headers.update(NO_STORE)
     return Token(access_token=access)

@@ -8,10 +8,9 @@ from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from gateway.deps import AppSettings, Health, RedisClient
+from gateway.deps import AppRedis, AppSettings, Health
+from meshplate_core.redis_client import REDIS_FAILURES, RedisClient
 
 router = APIRouter(tags=["health"])
 
@@ -34,13 +33,14 @@ class Readiness(BaseModel):
     checks: dict[str, str]
 
 
-async def _redis_check(redis: Redis, timeout_s: float) -> str:
+async def redis_check(redis: RedisClient, timeout_s: float) -> str:
+    """ "ok", or why Redis did not answer a PING within `timeout_s`."""
     try:
         async with asyncio.timeout(timeout_s):
             await redis.ping()
     except TimeoutError:
         return "timeout"
-    except RedisError as exc:
+    except REDIS_FAILURES as exc:
         return f"unavailable: {exc.__class__.__name__}"
     return "ok"
 
@@ -71,11 +71,11 @@ async def health(settings: AppSettings, request: Request, response: Response) ->
 
 @router.get("/health/ready", responses={503: {"model": Readiness}})
 async def ready(
-    settings: AppSettings, services: Health, redis: RedisClient, response: Response
+    settings: AppSettings, services: Health, redis: AppRedis, response: Response
 ) -> Readiness:
     """Readiness: every service (each reporting its own database) and Redis answer."""
     checks, redis_result = await asyncio.gather(
-        services.check_all(), _redis_check(redis, settings.health_timeout_s)
+        services.check_all(), redis_check(redis, settings.health_timeout_s)
     )
     return _answer({**checks, "redis": redis_result}, response)
 
@@ -87,6 +87,6 @@ async def database(services: Health, response: Response) -> Readiness:
 
 
 @router.get("/health/redis", responses={503: {"model": Readiness}})
-async def redis_health(settings: AppSettings, redis: RedisClient, response: Response) -> Readiness:
+async def redis_health(settings: AppSettings, redis: AppRedis, response: Response) -> Readiness:
     """Redis, as the gateway reaches it."""
-    return _answer({"redis": await _redis_check(redis, settings.health_timeout_s)}, response)
+    return _answer({"redis": await redis_check(redis, settings.health_timeout_s)}, response)

@@ -8,13 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
-from redis.exceptions import RedisError
 
-from gateway.deps import AppSettings, OptionalUser, RedisClient
+from gateway.deps import AppRedis, AppSettings, OptionalUser
 from gateway.documented import errors
 from meshplate_core.errors import NotFoundError, UnavailableError
 from meshplate_core.events import SampleTaskRequested
 from meshplate_core.jobs import Job, JobStore, Status
+from meshplate_core.redis_client import REDIS_FAILURES
 from meshplate_core.tokens import Claims
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -43,7 +43,7 @@ class TaskRead(BaseModel):
 async def create_task(
     message: Annotated[str, Query(min_length=1, max_length=1000)],
     user: OptionalUser,
-    redis: RedisClient,
+    redis: AppRedis,
     settings: AppSettings,
 ) -> TaskCreated:
     """Enqueue the sample task."""
@@ -52,21 +52,21 @@ async def create_task(
     event = SampleTaskRequested(task_id=job_id, message=message, owner_id=owner)
     try:
         await JobStore(redis, ttl_s=settings.job_ttl_s).enqueue(job_id, event, owner_id=owner)
-    except (RedisError, OSError):
+    except REDIS_FAILURES:
         raise UnavailableError("Queue is not available") from None
     return TaskCreated(id=job_id)
 
 
 @router.get("/task/{task_id}", responses=errors(404))
 async def read_task(
-    task_id: str, user: OptionalUser, redis: RedisClient, settings: AppSettings, response: Response
+    task_id: str, user: OptionalUser, redis: AppRedis, settings: AppSettings, response: Response
 ) -> TaskRead:
     """A job's status: a job enqueued by a user is visible to that user or a superuser only."""
     # A status changes within seconds: no shared cache may keep it.
     response.headers["Cache-Control"] = "private, no-cache"
     try:
         job = await JobStore(redis, ttl_s=settings.job_ttl_s).get(task_id)
-    except (RedisError, OSError):
+    except REDIS_FAILURES:
         raise UnavailableError("Queue is not available") from None
     if job is None or not _visible(job, user):
         raise NotFoundError("Task not found")

@@ -15,6 +15,13 @@ class NotAllowedError(PermissionDeniedError):
         super().__init__("You do not have enough privileges.")
 
 
+class OwnRightsError(PermissionDeniedError):
+    """A superuser tried to change their own rights (the last one could lock everyone out)."""
+
+    def __init__(self) -> None:
+        super().__init__("Superusers cannot change their own rights.")
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """The verified end user a write is made for; the service decides what they may change."""

@@ -149,3 +149,20 @@ def parse_changes(
             else None
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class UserSearch:
+    """Which users a listing shows: those whose name, username or e-mail contains `text`
+    (ignoring case; empty: all), live ones or soft-deleted ones."""
+
+    text: str = ""
+    deleted: bool = False
+
+
+def parse_search(text: str, *, deleted: bool) -> UserSearch:
+    """A listing's search: at most an e-mail address long, surrounding white space dropped."""
+    check_length("query", text, (0, 254))
+    if not text.isprintable():
+        raise InvalidArgumentError("query must be printable text", field="query")
+    return UserSearch(text.strip(), deleted)

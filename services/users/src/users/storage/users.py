@@ -6,11 +6,12 @@ outbox events) one transaction. Uniqueness is enforced by the database, so races
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +24,7 @@ from users.domain.users import (
     UserChanges,
     UsernameTakenError,
     UserNotFoundError,
+    UserSearch,
 )
 from users.storage.tables import now, tier, user
 
@@ -119,15 +121,63 @@ class UserStore:
         statement = select(user.c.id).where(user.c.username == username)
         return (await conn.execute(statement)).first() is not None
 
-    async def page(self, conn: AsyncConnection, request: PageRequest) -> tuple[list[User], int]:
-        """One page of live users by id, and how many there are in all."""
+    async def page(
+        self, conn: AsyncConnection, request: PageRequest, search: UserSearch | None = None
+    ) -> tuple[list[User], int]:
+        """One page of the users a search matches (live ones by default) by id, and how many it
+        matches in all."""
+        search = search or UserSearch()
+        matching: list[ColumnElement[bool]] = [user.c.is_deleted.is_(search.deleted)]
+        if search.text:
+            # Every character literal: `%` and `_` match themselves.
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", search.text) + "%"
+            matching.append(
+                or_(
+                    user.c.name.ilike(pattern, escape="\\"),
+                    user.c.username.ilike(pattern, escape="\\"),
+                    user.c.email.ilike(pattern, escape="\\"),
+                )
+            )
         rows = await conn.execute(
-            select(user).where(_LIVE).order_by(user.c.id).offset(request.offset).limit(request.size)
+            select(user)
+            .where(*matching)
+            .order_by(user.c.id)
+            .offset(request.offset)
+            .limit(request.size)
         )
         total = (
-            await conn.execute(select(func.count()).select_from(user).where(_LIVE))
+            await conn.execute(select(func.count()).select_from(user).where(*matching))
         ).scalar_one()
         return [to_user(row) for row in rows], int(total)
+
+    async def restore(self, conn: AsyncConnection, user_id: int) -> User:
+        """Make a soft-deleted user live again (a live one stays as it is)."""
+        statement = (
+            update(user)
+            .where(user.c.id == user_id)
+            .values(is_deleted=False, deleted_at=None, updated_at=now())
+            .returning(*user.c)
+        )
+        row = (await conn.execute(statement)).one_or_none()
+        if row is None:
+            raise UserNotFoundError()
+        return to_user(row)
+
+    async def set_superuser(
+        self, conn: AsyncConnection, user_id: int, flag: bool
+    ) -> tuple[User, bool]:
+        """Grant or take away a live user's superuser rights; the user, and whether this call
+        changed them (decided by the row itself: of two calls at once, one changes)."""
+        statement = (
+            update(user)
+            .where(user.c.id == user_id, _LIVE, user.c.is_superuser.is_distinct_from(flag))
+            .values(is_superuser=flag, updated_at=now())
+            .returning(*user.c)
+        )
+        row = (await conn.execute(statement)).one_or_none()
+        if row is not None:
+            return to_user(row), True
+        return await self.get_by_id(conn, user_id), False
 
     async def change(self, conn: AsyncConnection, user_id: int, changes: UserChanges) -> User:
         """Apply `changes` to a live user."""

@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from meshplate_core.events import Event
+from meshplate_core.dead_letters import dead_stream
+from meshplate_core.events import JOBS_TAG, Event
 
 E = TypeVar("E", bound=Event)
 
@@ -20,11 +21,6 @@ E = TypeVar("E", bound=Event)
 class PermanentError(Exception):
     """The job can never succeed as it is (a refused address, a malformed request): it goes to
     the dead-letter stream at once instead of being retried."""
-
-
-def dead_stream(kind: str) -> str:
-    """The dead-letter stream of a job kind."""
-    return f"worker.dead.{kind}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +38,11 @@ class JobKind(Generic[E]):
     owner_id: Callable[[E], int | None] = lambda _event: None
     # The system's own jobs: records readable by superusers only.
     system: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.model.STREAM.startswith(JOBS_TAG):
+            # Its scripts could not move a record and its entry together on a Redis Cluster.
+            raise ValueError(f"the stream of job kind {self.name} must start with {JOBS_TAG}")
 
     @property
     def stream(self) -> str:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol
 
-from meshplate_core.events import Event
+from meshplate_core.events import JOBS_TAG, Event
 from worker.kinds import JobKind
 
 
 class PurgeRequested(Event):
     """Time for a cleanup (the scheduler names the event after its slot, so one per slot)."""
 
-    STREAM: ClassVar[str] = "worker.purge"
+    STREAM: ClassVar[str] = f"{JOBS_TAG}:worker.purge"
 
 
 class ExpiredTokens(Protocol):

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import ClassVar, Protocol
 
-from meshplate_core.events import Event
+from meshplate_core.events import JOBS_TAG, Event
 from worker.kinds import JobKind
 
 NO_TIER = "(none)"
@@ -16,7 +16,7 @@ NO_TIER = "(none)"
 class ReportRequested(Event):
     """Time for the users-by-tier report (named after its slot by the scheduler)."""
 
-    STREAM: ClassVar[str] = "worker.reports"
+    STREAM: ClassVar[str] = f"{JOBS_TAG}:worker.reports"
 
 
 class Directory(Protocol):

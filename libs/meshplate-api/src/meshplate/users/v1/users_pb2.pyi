@@ -278,19 +278,29 @@ class ListUsersRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     ITEMS_PER_PAGE_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
     page: _builtins.int
     """1-based page number."""
     items_per_page: _builtins.int
     """Page size, 1 to 100."""
+    query: _builtins.str
+    """Only users whose name, username or e-mail contains this text, ignoring case (at most 254
+    characters); empty: every user.
+    """
+    deleted: _builtins.bool
+    """Soft-deleted users instead of live ones (superusers only: the acting user's token)."""
     def __init__(
         self,
         *,
         page: _builtins.int = ...,
         items_per_page: _builtins.int = ...,
+        query: _builtins.str = ...,
+        deleted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items_per_page", b"items_per_page", "page", b"page"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "items_per_page", b"items_per_page", "page", b"page", "query", b"query"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -303,7 +313,9 @@ class ListUsersResponse(_message.Message):
     USERS_FIELD_NUMBER: _builtins.int
     TOTAL_COUNT_FIELD_NUMBER: _builtins.int
     total_count: _builtins.int
-    """Number of live users across all pages."""
+    """Number of users the request matches (live ones, or soft-deleted ones when asked), across all
+    pages.
+    """
     @_builtins.property
     def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___User]: ...
     def __init__(
@@ -509,6 +521,87 @@ class SetUserTierResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetUserTierResponse: _TypeAlias = SetUserTierResponse  # noqa: Y015
+
+@_typing.final
+class RestoreUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreUserRequest: _TypeAlias = RestoreUserRequest  # noqa: Y015
+
+@_typing.final
+class RestoreUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreUserResponse: _TypeAlias = RestoreUserResponse  # noqa: Y015
+
+@_typing.final
+class SetSuperuserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    IS_SUPERUSER_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    is_superuser: _builtins.bool
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        is_superuser: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_superuser", b"is_superuser", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSuperuserRequest: _TypeAlias = SetSuperuserRequest  # noqa: Y015
+
+@_typing.final
+class SetSuperuserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetSuperuserResponse: _TypeAlias = SetSuperuserResponse  # noqa: Y015
 
 @_typing.final
 class CreateTierRequest(_message.Message):

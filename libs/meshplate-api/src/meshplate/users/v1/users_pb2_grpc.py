@@ -86,6 +86,16 @@ class UsersServiceStub:
                 request_serializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetUserTierRequest.SerializeToString,
                 response_deserializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetUserTierResponse.FromString,
                 _registered_method=True)
+        self.RestoreUser = channel.unary_unary(
+                '/meshplate.users.v1.UsersService/RestoreUser',
+                request_serializer=meshplate_dot_users_dot_v1_dot_users__pb2.RestoreUserRequest.SerializeToString,
+                response_deserializer=meshplate_dot_users_dot_v1_dot_users__pb2.RestoreUserResponse.FromString,
+                _registered_method=True)
+        self.SetSuperuser = channel.unary_unary(
+                '/meshplate.users.v1.UsersService/SetSuperuser',
+                request_serializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetSuperuserRequest.SerializeToString,
+                response_deserializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetSuperuserResponse.FromString,
+                _registered_method=True)
         self.CreateTier = channel.unary_unary(
                 '/meshplate.users.v1.UsersService/CreateTier',
                 request_serializer=meshplate_dot_users_dot_v1_dot_users__pb2.CreateTierRequest.SerializeToString,
@@ -175,7 +185,8 @@ class UsersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListUsers(self, request, context):
-        """ListUsers returns one page of live users, ordered by id.
+        """ListUsers returns one page of live users (or of soft-deleted ones, for a superuser), ordered by
+        id, optionally only those matching a search.
         Callers: gateway, worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -210,6 +221,25 @@ class UsersServiceServicer:
 
     def SetUserTier(self, request, context):
         """SetUserTier moves a user to another tier and publishes "user's tier changed".
+        Callers: gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreUser(self, request, context):
+        """RestoreUser makes a soft-deleted user live again (superusers only; a live user is returned
+        as it is). Their tokens stay revoked: they log in again.
+        Callers: gateway.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSuperuser(self, request, context):
+        """SetSuperuser grants or takes away a user's superuser rights (superusers only, never their
+        own) and publishes "user's rights changed": auth revokes the user's tokens, which carry the
+        old rights.
         Callers: gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -334,6 +364,16 @@ def add_UsersServiceServicer_to_server(servicer, server):
                     servicer.SetUserTier,
                     request_deserializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetUserTierRequest.FromString,
                     response_serializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetUserTierResponse.SerializeToString,
+            ),
+            'RestoreUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreUser,
+                    request_deserializer=meshplate_dot_users_dot_v1_dot_users__pb2.RestoreUserRequest.FromString,
+                    response_serializer=meshplate_dot_users_dot_v1_dot_users__pb2.RestoreUserResponse.SerializeToString,
+            ),
+            'SetSuperuser': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSuperuser,
+                    request_deserializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetSuperuserRequest.FromString,
+                    response_serializer=meshplate_dot_users_dot_v1_dot_users__pb2.SetSuperuserResponse.SerializeToString,
             ),
             'CreateTier': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTier,
@@ -592,6 +632,60 @@ class UsersService:
             '/meshplate.users.v1.UsersService/SetUserTier',
             meshplate_dot_users_dot_v1_dot_users__pb2.SetUserTierRequest.SerializeToString,
             meshplate_dot_users_dot_v1_dot_users__pb2.SetUserTierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplate.users.v1.UsersService/RestoreUser',
+            meshplate_dot_users_dot_v1_dot_users__pb2.RestoreUserRequest.SerializeToString,
+            meshplate_dot_users_dot_v1_dot_users__pb2.RestoreUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSuperuser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/meshplate.users.v1.UsersService/SetSuperuser',
+            meshplate_dot_users_dot_v1_dot_users__pb2.SetSuperuserRequest.SerializeToString,
+            meshplate_dot_users_dot_v1_dot_users__pb2.SetSuperuserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -59,7 +59,8 @@ class UsersServiceStub:
     Callers: auth, gateway.
     """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]
-    """ListUsers returns one page of live users, ordered by id.
+    """ListUsers returns one page of live users (or of soft-deleted ones, for a superuser), ordered by
+    id, optionally only those matching a search.
     Callers: gateway, worker.
     """
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]
@@ -78,6 +79,17 @@ class UsersServiceStub:
     """
     SetUserTier: _grpc.UnaryUnaryMultiCallable[_users_pb2.SetUserTierRequest, _users_pb2.SetUserTierResponse]
     """SetUserTier moves a user to another tier and publishes "user's tier changed".
+    Callers: gateway.
+    """
+    RestoreUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.RestoreUserRequest, _users_pb2.RestoreUserResponse]
+    """RestoreUser makes a soft-deleted user live again (superusers only; a live user is returned
+    as it is). Their tokens stay revoked: they log in again.
+    Callers: gateway.
+    """
+    SetSuperuser: _grpc.UnaryUnaryMultiCallable[_users_pb2.SetSuperuserRequest, _users_pb2.SetSuperuserResponse]
+    """SetSuperuser grants or takes away a user's superuser rights (superusers only, never their
+    own) and publishes "user's rights changed": auth revokes the user's tokens, which carry the
+    old rights.
     Callers: gateway.
     """
     CreateTier: _grpc.UnaryUnaryMultiCallable[_users_pb2.CreateTierRequest, _users_pb2.CreateTierResponse]
@@ -153,7 +165,8 @@ class UsersServiceAsyncStub(UsersServiceStub):
     Callers: auth, gateway.
     """
     ListUsers: _aio.UnaryUnaryMultiCallable[_users_pb2.ListUsersRequest, _users_pb2.ListUsersResponse]  # type: ignore[assignment]
-    """ListUsers returns one page of live users, ordered by id.
+    """ListUsers returns one page of live users (or of soft-deleted ones, for a superuser), ordered by
+    id, optionally only those matching a search.
     Callers: gateway, worker.
     """
     UpdateUser: _aio.UnaryUnaryMultiCallable[_users_pb2.UpdateUserRequest, _users_pb2.UpdateUserResponse]  # type: ignore[assignment]
@@ -172,6 +185,17 @@ class UsersServiceAsyncStub(UsersServiceStub):
     """
     SetUserTier: _aio.UnaryUnaryMultiCallable[_users_pb2.SetUserTierRequest, _users_pb2.SetUserTierResponse]  # type: ignore[assignment]
     """SetUserTier moves a user to another tier and publishes "user's tier changed".
+    Callers: gateway.
+    """
+    RestoreUser: _aio.UnaryUnaryMultiCallable[_users_pb2.RestoreUserRequest, _users_pb2.RestoreUserResponse]  # type: ignore[assignment]
+    """RestoreUser makes a soft-deleted user live again (superusers only; a live user is returned
+    as it is). Their tokens stay revoked: they log in again.
+    Callers: gateway.
+    """
+    SetSuperuser: _aio.UnaryUnaryMultiCallable[_users_pb2.SetSuperuserRequest, _users_pb2.SetSuperuserResponse]  # type: ignore[assignment]
+    """SetSuperuser grants or takes away a user's superuser rights (superusers only, never their
+    own) and publishes "user's rights changed": auth revokes the user's tokens, which carry the
+    old rights.
     Callers: gateway.
     """
     CreateTier: _aio.UnaryUnaryMultiCallable[_users_pb2.CreateTierRequest, _users_pb2.CreateTierResponse]  # type: ignore[assignment]
@@ -259,7 +283,8 @@ class UsersServiceServicer:
         request: _users_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.ListUsersResponse, _abc.Awaitable[_users_pb2.ListUsersResponse]]:
-        """ListUsers returns one page of live users, ordered by id.
+        """ListUsers returns one page of live users (or of soft-deleted ones, for a superuser), ordered by
+        id, optionally only those matching a search.
         Callers: gateway, worker.
         """
 
@@ -298,6 +323,27 @@ class UsersServiceServicer:
         context: _ServicerContext,
     ) -> _typing.Union[_users_pb2.SetUserTierResponse, _abc.Awaitable[_users_pb2.SetUserTierResponse]]:
         """SetUserTier moves a user to another tier and publishes "user's tier changed".
+        Callers: gateway.
+        """
+
+    def RestoreUser(
+        self,
+        request: _users_pb2.RestoreUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.RestoreUserResponse, _abc.Awaitable[_users_pb2.RestoreUserResponse]]:
+        """RestoreUser makes a soft-deleted user live again (superusers only; a live user is returned
+        as it is). Their tokens stay revoked: they log in again.
+        Callers: gateway.
+        """
+
+    def SetSuperuser(
+        self,
+        request: _users_pb2.SetSuperuserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_users_pb2.SetSuperuserResponse, _abc.Awaitable[_users_pb2.SetSuperuserResponse]]:
+        """SetSuperuser grants or takes away a user's superuser rights (superusers only, never their
+        own) and publishes "user's rights changed": auth revokes the user's tokens, which carry the
+        old rights.
         Callers: gateway.
         """
 

@@ -1,4 +1,5 @@
-"""The dead-letter streams (`worker.dead.<kind>`): what is in them, and replaying it.
+"""The dead-letter streams (`{jobs}:worker.dead.<kind>`): what is in them, and replaying it; the
+worker writes them, and its command line and the admin panel read and replay them.
 
 Replaying an entry (one script) deletes it from the dead-letter stream, appends its original
 fields to the stream it came from, and writes its job's record afresh as `queued` with no
@@ -13,14 +14,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from meshplate_core.jobs import JobStore
+from meshplate_core.events import JOBS_TAG
+from meshplate_core.jobs import RECENT_KEY, JobStore, note_recent
 from meshplate_core.streams import as_text
-from worker.delivery import DEAD_PREFIX
-from worker.kinds import dead_stream
 
-# KEYS: dead-letter stream, source stream, record. ARGV: dead entry id, job id, now (ISO),
-# ttl (s), owner id or "", "1" for a system job, then the original fields (flat).
-_REPLAY = """
+# The fields a dead-letter entry adds to the original entry's: `dead.stream`, `dead.group`,
+# `dead.entry_id`, `dead.job_id`, `dead.owner_id`, `dead.system`, `dead.attempts`, `dead.error`,
+# `dead.at`.
+DEAD_PREFIX = "dead."
+
+
+def dead_stream(kind: str) -> str:
+    """The dead-letter stream of a job kind."""
+    return f"{JOBS_TAG}:worker.dead.{kind}"
+
+
+# KEYS: dead-letter stream, source stream, record, recent jobs. ARGV: dead entry id, job id,
+# now (ISO), ttl (s), owner id or "", "1" for a system job, then the original fields (flat). A
+# replayed job is among the newest again.
+_REPLAY = (
+    """
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 7))
 if ARGV[2] ~= '' then
@@ -29,9 +42,13 @@ if ARGV[2] ~= '' then
              'enqueued_at', ARGV[3], 'system', ARGV[6])
   if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'owner_id', ARGV[5]) end
   redis.call('EXPIRE', KEYS[3], ARGV[4])
+"""
+    + note_recent(key=4, job_id=2, ttl=4)
+    + """
 end
 return 1
 """
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,12 @@ async def list_dead(jobs: JobStore, kind: str, *, count: int) -> list[DeadEntry]
     """The oldest `count` dead entries of `kind`."""
     entries: Any = await jobs.redis.xrange(dead_stream(kind), count=count)
     return [_entry(entry_id, fields) for entry_id, fields in entries]
+
+
+async def find_dead(jobs: JobStore, kind: str, entry_id: str) -> DeadEntry | None:
+    """One dead entry of `kind`, if it is there."""
+    entries: Any = await jobs.redis.xrange(dead_stream(kind), min=entry_id, max=entry_id)
+    return _entry(*entries[0]) if entries else None
 
 
 async def count_dead(jobs: JobStore, kind: str) -> int:
@@ -78,7 +101,7 @@ async def replay(jobs: JobStore, kind: str, entry_ids: Sequence[str] = ()) -> in
         dead = _entry(entry_id, fields)
         original = [item for pair in dead.fields.items() for item in pair]
         replayed += await script(
-            keys=[stream, dead.stream, JobStore.key(dead.job_id)],
+            keys=[stream, dead.stream, JobStore.key(dead.job_id), RECENT_KEY],
             args=[
                 dead.entry_id,
                 dead.job_id,
