@@ -19,6 +19,7 @@ from meshplate_core.mtls import Tls
 from meshplate_core.redis_client import connect
 from meshplate_core.streams import decode
 from meshplate_testing.proxy import TcpProxy
+from users.cache import Codec, ReadCache
 from users.settings import Settings
 
 from .conftest import Person, person, serving, sign_up
@@ -287,3 +288,75 @@ async def test_redis_down_mid_test_reads_still_work_and_writes_wait_for_the_revo
     assert set(waits) <= {grpc.StatusCode.UNAVAILABLE}
     assert after == ["after"]
     assert any("serving from the database" in r.getMessage() for r in caplog.records)
+
+
+# The cache on its own, its Redis behind a proxy that can hold every byte: a Redis that takes
+# connections but does not answer (a partition, a lost DNS answer while connecting).
+_SAME = Codec[dict[str, int]](encode=lambda value: value, decode=lambda value: value)
+
+
+@contextlib.asynccontextmanager
+async def cache_via_proxy(
+    redis_url: str, *, rest_s: float
+) -> AsyncIterator[tuple[ReadCache, TcpProxy]]:
+    host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    async with TcpProxy(host, int(port)) as proxy:
+        client = connect(
+            redis_url.replace(host_port, f"127.0.0.1:{proxy.port}"),
+            socket_timeout=0.2,
+            socket_connect_timeout=0.2,
+        )
+        try:
+            yield ReadCache(client, ttl_s=60, rest_s=rest_s), proxy
+        finally:
+            await client.aclose()
+
+
+def _loader() -> tuple[list[int], Callable[[], Any]]:
+    loads: list[int] = []
+
+    async def load() -> dict[str, int]:
+        loads.append(1)
+        return {"loads": len(loads)}
+
+    return loads, load
+
+
+@pytest.mark.one_redis_server
+async def test_a_redis_that_stops_answering_costs_one_read_its_timeout_not_every_read(
+    flushed_redis: str,
+) -> None:
+    async with cache_via_proxy(flushed_redis, rest_s=60) as (cache, proxy):
+        loads, load = _loader()
+        await cache.read("entry", ["gen"], load, _SAME)
+        proxy.delay_s = 30.0
+
+        values = [await cache.read("entry", ["gen"], load, _SAME) for _ in range(5)]
+
+    # Each read is served from the "database"; only the first one asked Redis.
+    assert values == [{"loads": n} for n in range(2, 7)]
+    assert len(loads) == 6
+    assert cache.stats.errors == 1
+
+
+@pytest.mark.one_redis_server
+async def test_an_undelivered_bump_is_not_retried_by_every_read_but_after_the_rest(
+    flushed_redis: str,
+) -> None:
+    async with cache_via_proxy(flushed_redis, rest_s=0.3) as (cache, proxy):
+        _, load = _loader()
+        await cache.read("entry", ["gen"], load, _SAME)
+        proxy.delay_s = 30.0
+        await cache.bump("gen")  # the write's invalidation is lost
+        during = [await cache.read("entry", ["gen"], load, _SAME) for _ in range(5)]
+        errors_during = cache.stats.errors
+        proxy.delay_s = 0.0
+        await asyncio.sleep(0.4)  # past the rest
+
+        await cache.read("entry", ["gen"], load, _SAME)  # delivers the bump first
+        generation = await cache.redis.get("gen")
+
+    assert during == [{"loads": n} for n in range(2, 7)]
+    assert errors_during == 1
+    assert generation in (b"1", "1")

@@ -8,8 +8,10 @@ uses the entry only if they match, so:
 - the first read after a write returns (and caches) the new state, on every replica.
 Generation keys have no TTL, entries do; with a `volatile-*` eviction policy only entries are
 evicted. Misses of one key are loaded once per process (single flight). When Redis cannot be
-reached, reads go to the database (logged and counted); when a bump fails, this process stops
-trusting the cache for one entry lifetime, since an entry it can no longer invalidate may be served.
+reached, reads go to the database (logged and counted), and for a second after a failure the
+cache is not tried at all, so a Redis that does not answer costs a request at most one of its
+timeouts, however many reads it makes; when a bump fails, this process stops trusting the cache
+for one entry lifetime, since an entry it can no longer invalidate may be served.
 """
 
 from __future__ import annotations
@@ -105,13 +107,16 @@ def generation(key: str) -> str:
 
 @dataclass
 class ReadCache:
-    """Generation-checked read-through cache with single flight."""
+    """Generation-checked read-through cache with single flight; after a failed Redis call,
+    Redis is left alone for `rest_s` (reads go to the database)."""
 
     redis: RedisClient
     ttl_s: float
+    rest_s: float = 1.0
     stats: CacheStats = field(default_factory=CacheStats)
     _flights: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     _distrust_until: float = 0.0
+    _resting_until: float = 0.0
     _last_log: float = 0.0
     _undelivered: set[str] = field(default_factory=set)
 
@@ -123,9 +128,11 @@ class ReadCache:
         codec: Codec[T],
     ) -> T:
         """The value under `key` if it is current, else `load()` (once per process), cached."""
+        if time.monotonic() < self._resting_until:
+            return await load()
         if self._undelivered:
             await self.bump()
-        if time.monotonic() < self._distrust_until:
+        if time.monotonic() < max(self._distrust_until, self._resting_until):
             return await load()
         try:
             *current, raw = await get_many(self.redis, [*generations, key])
@@ -142,8 +149,9 @@ class ReadCache:
             # A flight that ended just before this one began may have stored the entry already.
             try:
                 stored = self._current(await self.redis.get(key), gens)
-            except REDIS_FAILURES:
-                stored = None
+            except REDIS_FAILURES as exc:
+                self._failed("read", exc)
+                return await load()
             if stored is not None:
                 return codec.decode(stored)
             value = await load()
@@ -169,10 +177,14 @@ class ReadCache:
         """Invalidate every entry read under these generations (call after the commit), here
         and in every copy kept elsewhere: the same round trip publishes ReadsChanged.
 
-        Bumps that could not be delivered are retried with the next read or bump, so other
-        replicas stop serving the old entries as soon as Redis answers again."""
+        Bumps that could not be delivered are retried with the next read or bump (a second
+        after a failure at the soonest), so other replicas stop serving the old entries soon
+        after Redis answers again."""
         pending = self._undelivered | set(generations)
         if not pending:
+            return
+        if time.monotonic() < self._resting_until:
+            self._not_delivered(pending)
             return
         changed = ReadsChanged(keys=[key.removeprefix(_GENERATION_PREFIX) for key in pending])
         try:
@@ -188,11 +200,14 @@ class ReadCache:
                 await pipe.execute()
         except REDIS_FAILURES as exc:
             self._failed("invalidation", exc)
-            self._undelivered = pending
-            # Entries we could not invalidate live at most one TTL: until then, read the database.
-            self._distrust_until = time.monotonic() + self.ttl_s
+            self._not_delivered(pending)
         else:
             self._undelivered = set()
+
+    def _not_delivered(self, pending: set[str]) -> None:
+        self._undelivered = pending
+        # Entries we could not invalidate live at most one TTL: until then, read the database.
+        self._distrust_until = time.monotonic() + self.ttl_s
 
     async def _load_once(self, flight: str, load: Callable[[], Awaitable[T]]) -> T:
         running = self._flights.get(flight)
@@ -221,6 +236,7 @@ class ReadCache:
     def _failed(self, what: str, exc: BaseException) -> None:
         self.stats.errors += 1
         now = time.monotonic()
+        self._resting_until = now + self.rest_s
         if now - self._last_log > _LOG_EVERY_S:
             self._last_log = now
             log.warning(

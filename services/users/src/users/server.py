@@ -59,7 +59,11 @@ async def open_accounts(
     engine: Engine, *, settings: Settings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[tuple[Accounts, Posts]]:
     """The use cases with their outbox relay running; the relay's last round runs on exit."""
-    redis = connect(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = connect(
+        settings.redis_url,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
     # Tier changes matter to ratelimit only until the tokens that predate them expire; a day
     # covers any access-token lifetime in use.
     outbox = Outbox(outbox_table, engine, redis, keep_s={UserTierChanged.STREAM: 86400.0})

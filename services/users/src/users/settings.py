@@ -22,6 +22,9 @@ class Settings(GrpcServiceSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("USERS_REDIS_URL", "REDIS_URL"),
     )
+    # How long one Redis call (the read cache's, the outbox relay's) may take, connecting
+    # included: a Redis that does not answer costs a read this once, then the database serves.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
     default_tier_name: str = Field(default="free", validation_alias="DEFAULT_TIER_NAME")
     # auth, whose published keys verify the end user's access token forwarded with each write
     # made for that user; the claims a valid token must carry.
