@@ -121,23 +121,93 @@ def stack(engine: str, built: Built) -> Iterator[Project]:
         project.remove_everything()
 
 
-def walk(stack: Project, username: str) -> tuple[list[str], str]:
-    """The README's walk as `username`, from a container on the project's network: a line per
-    step, and what went wrong if something did."""
-    done = stack.attempt(
+# The names the stack's containers look each other up by.
+NAMES = ("postgres", "redis", "mail", "envoy", *SERVICES)
+# Exits 0 once each name given answers within a second, as a Python service resolves it.
+LOOKUP = """
+import concurrent.futures, os, socket, sys
+pool = concurrent.futures.ThreadPoolExecutor(len(sys.argv) - 1)
+looks = [pool.submit(socket.getaddrinfo, name, 80) for name in sys.argv[1:]]
+done, late = concurrent.futures.wait(looks, timeout=1)
+os._exit(0 if not late and all(look.exception() is None for look in done) else 1)
+"""
+
+
+@dataclass(frozen=True)
+class Walker:
+    """A client container on the project's network, in which every walk runs (`podman exec`).
+
+    Podman 4.3's DNS server (aardvark-dns 1.4) restarts its listeners whenever a container
+    joins or leaves a network, and lookups can then fail for seconds at a time, in some
+    containers and not others (seen here: 11 s of unanswered queries inside `users` after a
+    container started, a lookup of `redis` there failing after 40 s, while the walker's own
+    lookups answered). So the walker is started once, not once per walk, and every walk waits
+    until every container, the services and the walker, resolves every name promptly."""
+
+    stack: Project
+    name: str
+
+    def walk(self, username: str) -> tuple[list[str], str]:
+        """The README's walk as `username`: a line per step, and what went wrong if
+        something did (with what the services logged)."""
+        waited = self.wait_for_names()
+        done = self.stack.attempt(
+            "exec",
+            self.name,
+            "/walk.sh",
+            "http://envoy:8080",
+            "http://mail:8025",
+            username,
+            timeout_s=300,
+        )
+        trouble = f"waited {waited:.0f} s for names to answer promptly\n{done.stderr}"
+        if done.returncode != 0:
+            trouble += "\n" + self.stack.logs(["gateway", "auth", "users", "ratelimit"], tail=40)
+        return done.stdout.splitlines(), trouble
+
+    def wait_for_names(self, *, rounds: int = 3, timeout_s: float = 120) -> float:
+        """Seconds waited until, `rounds` times in a row, each container resolved every name
+        within a second."""
+        containers = [*(self.stack.container(service) for service in SERVICES), self.name]
+        started = time.monotonic()
+        prompt = 0
+        while prompt < rounds:
+            answered = all(
+                self.stack.attempt("exec", container, "python3", "-c", LOOKUP, *NAMES).returncode
+                == 0
+                for container in containers
+            )
+            prompt = prompt + 1 if answered else 0
+            waited = time.monotonic() - started
+            assert waited < timeout_s, f"names still unanswered after {waited:.0f} s"
+            time.sleep(1)
+        return time.monotonic() - started
+
+    def remove(self) -> None:
+        self.stack.run("rm", "--force", "--time", "0", self.name, check=False)
+
+
+@pytest.fixture(scope="module")
+def walker(stack: Project) -> Iterator[Walker]:
+    found = Walker(stack, f"{stack.name}_walker")
+    stack.run(
         "run",
-        "--rm",
+        "--detach",
+        "--name",
+        found.name,
         "--network",
         f"{stack.name}_default",
-        "-v",
+        "--volume",
         f"{WALK}:/walk.sh:ro",
+        "--entrypoint",
+        "sleep",
         stand_ins()["CURL_IMAGE"],
-        "/walk.sh",
-        "http://envoy:8080",
-        "http://mail:8025",
-        username,
+        "infinity",
     )
-    return done.stdout.splitlines(), done.stderr
+    try:
+        yield found
+    finally:
+        found.remove()
 
 
 def image(service: str) -> str:
@@ -153,8 +223,8 @@ def test_make_images_builds_every_service_and_reports_its_size(built: Built) -> 
     assert all(size.strip().endswith(("MB", "GB")) for size in sizes.values()), sizes
 
 
-def test_the_readme_walk_passes_through_envoy_inside_the_network(stack: Project) -> None:
-    lines, trouble = walk(stack, "ann")
+def test_the_readme_walk_passes_through_envoy_inside_the_network(walker: Walker) -> None:
+    lines, trouble = walker.walk("ann")
 
     assert lines[: len(WALKED)] == WALKED, trouble
     assert "ann@example.com" in lines[-1].split(), trouble
@@ -215,7 +285,7 @@ def test_each_image_holds_no_compiler_package_cache_or_test_file(
     assert found.split() == []
 
 
-def test_a_restarted_service_recovers(stack: Project) -> None:
+def test_a_restarted_service_recovers(stack: Project, walker: Walker) -> None:
     stack.run("restart", "--time", "30", stack.container("users"))
     stack.wait_healthy(["users"], timeout_s=120)
 
@@ -224,7 +294,7 @@ def test_a_restarted_service_recovers(stack: Project) -> None:
     deadline, attempt = time.monotonic() + 60, 0
     while True:
         attempt += 1
-        lines, trouble = walk(stack, f"bob{attempt}")
+        lines, trouble = walker.walk(f"bob{attempt}")
         if lines[: len(WALKED)] == WALKED or time.monotonic() > deadline:
             break
         time.sleep(2)
@@ -268,7 +338,8 @@ def test_each_service_stops_by_itself_on_sigterm_within_its_grace(
     assert (state["Status"], state["ExitCode"], state["OOMKilled"]) == ("exited", 0, False)
 
 
-def test_down_leaves_no_container_network_or_volume(stack: Project) -> None:
+def test_down_leaves_no_container_network_or_volume(stack: Project, walker: Walker) -> None:
+    walker.remove()  # not compose's: it would keep the network from being removed
     assert stack.leftovers().keys() == {"container", "network", "volume", "pod"}  # found first
     stack.compose("down", "--volumes")
 

@@ -154,12 +154,20 @@ class Project:
             if not waiting:
                 return
             if time.monotonic() > deadline:
-                logs = {
-                    name: self.run("logs", "--tail", "20", self.container(name), check=False)
-                    for name in [*services, *finished]
-                }
-                raise AssertionError(f"still waiting: {waiting}\n{json.dumps(logs, indent=1)}")
+                logs = self.logs([*services, *finished], tail=20)
+                raise AssertionError(f"still waiting: {waiting}\n{logs}")
             time.sleep(1)
+
+    def logs(self, services: Sequence[str], *, tail: int) -> str:
+        """The last `tail` lines each of `services` printed (its standard output, then its
+        standard error), under its name."""
+        printed = {
+            name: self.attempt("logs", "--tail", str(tail), self.container(name))
+            for name in services
+        }
+        return "\n".join(
+            f"--- {name}:\n{done.stdout}{done.stderr}" for name, done in printed.items()
+        )
 
     def _unfinished(self, service: str) -> str:
         state = self.inspect(self.container(service))["State"]
