@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pty
@@ -140,10 +141,21 @@ def test_make_run_in_a_terminal_exits_0_on_ctrl_c(flushed_redis: str, tmp_path: 
 
     code, output = _make_run_in_a_terminal(started.env)
 
-    assert code == 0, output[-3000:]
+    assert code == 0, _summary(output)
     assert "run: stopping every service" in output
     assert "Interrupt" not in output
     assert not any(_listening(port) for port in started.ports.values())
+
+
+def _summary(output: str) -> str:
+    """What a failed run printed, shortened: the runner's and the test's own lines, then the
+    terminal's last lines."""
+    own = [
+        line
+        for line in output.splitlines()
+        if line.startswith(("run:", "[test]", "make", "Meshplate is up"))
+    ]
+    return "\n".join([*own, "...", output[-1500:]])
 
 
 def _make_run_in_a_terminal(env: dict[str, str], up_within_s: float = 60) -> tuple[int, str]:
@@ -180,10 +192,29 @@ def _make_run_in_a_terminal(env: dict[str, str], up_within_s: float = 60) -> tup
             ):
                 os.write(controller, b"\x03")  # what the terminal sends for Ctrl-C
                 typed_at = now
+                output += f"\n[test] Ctrl-C typed {now - started:.1f} s after the start\n".encode()
             elif typed_at is not None and now - typed_at > 40:
-                os.killpg(make.pid, signal.SIGKILL)
+                _kill_tree(make.pid)
+                output += b"\n[test] make still running 40 s after Ctrl-C: killed\n"
                 break
         code = make.wait(timeout=10)
     finally:
         os.close(controller)
     return code, output.decode(errors="replace")
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and every process descended from it: the runner and the services it
+    started have left make's process group, so killing the group would leave them running."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # "pid (command) state ppid ...": the command may hold spaces and parentheses
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree = {pid}
+    while grown := {child for child, parent in parents.items() if parent in tree} - tree:
+        tree |= grown
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
