@@ -47,6 +47,9 @@ SERVICES = ("auth", "users", "ratelimit", "worker", "gateway")
 ROOT = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
+# The order of a stop: the edge, then the callers, then what they call. A gateway process still
+# starting when the stop comes waits for auth's keys before it can exit: auth must still answer.
+STOP_ORDER = (("envoy",), ("gateway", "worker"), ("auth", "users", "ratelimit", "mail"))
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # What one process gets beside the common environment, as its image sets it. users: its big
 # blocks (a password hash's 7 MiB) in transparent huge pages where the kernel leaves them to
@@ -154,21 +157,27 @@ def _ready(url: str) -> bool:
 
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> int:
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+    """SIGTERM to each child, callers before what they call (`STOP_ORDER`), each group once the
+    one before has exited; whatever is left at `STOP_TIMEOUT_S` is killed. The exit code is 0
+    when every child stopped cleanly."""
     deadline = time.monotonic() + STOP_TIMEOUT_S
     worst = 0
-    for name, child in children.items():
-        try:
-            code = child.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"run: {name} did not stop in {STOP_TIMEOUT_S:.0f} s, killing it")  # noqa: T201
-            child.kill()
-            code = child.wait()
-        if code != 0:
-            print(f"run: {name} stopped with code {code}", flush=True)  # noqa: T201
-        worst = worst or code
+    unordered = tuple(set(children) - {name for group in STOP_ORDER for name in group})
+    for group in (*STOP_ORDER, unordered):
+        stopping = {name: children[name] for name in group if name in children}
+        for child in stopping.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for name, child in stopping.items():
+            try:
+                code = child.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"run: {name} did not stop in {STOP_TIMEOUT_S:.0f} s, killing it")  # noqa: T201
+                child.kill()
+                code = child.wait()
+            if code != 0:
+                print(f"run: {name} stopped with code {code}", flush=True)  # noqa: T201
+            worst = worst or code
     return worst
 
 
