@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import pty
@@ -218,3 +219,38 @@ def _kill_tree(pid: int) -> None:
     for member in tree:
         with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)
+
+
+def test_a_process_that_will_not_stop_is_killed_with_its_process_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As a gateway's supervisor with a worker process stuck in its start: neither takes SIGTERM.
+    spec = importlib.util.spec_from_file_location("run_stack", RUNNER)
+    assert spec is not None
+    assert spec.loader is not None
+    run_stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_stack)
+    monkeypatch.setattr(run_stack, "STOP_TIMEOUT_S", 0.5)
+    with subprocess.Popen(
+        ["bash", "-c", "trap '' TERM; sleep 300 & echo started; wait"],
+        stdout=subprocess.PIPE,
+        process_group=0,
+    ) as stubborn:
+        assert stubborn.stdout is not None
+        assert stubborn.stdout.readline() == b"started\n"
+
+        code = run_stack._stop({"gateway": stubborn})
+
+    assert code == -signal.SIGKILL
+    assert _group_gone(stubborn.pid)
+
+
+def _group_gone(group: int) -> bool:
+    """Whether no process is left in `group` (waiting for init to reap an orphan, up to 10 s)."""
+    for _ in range(100):
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False

@@ -158,7 +158,8 @@ def _ready(url: str) -> bool:
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> int:
     """SIGTERM to each child, callers before what they call (`STOP_ORDER`), each group once the
-    one before has exited; whatever is left at `STOP_TIMEOUT_S` is killed. The exit code is 0
+    one before has exited; whatever is left at `STOP_TIMEOUT_S` is killed, with its process
+    group. The exit code is 0
     when every child stopped cleanly."""
     deadline = time.monotonic() + STOP_TIMEOUT_S
     worst = 0
@@ -173,7 +174,9 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> int:
                 code = child.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 print(f"run: {name} did not stop in {STOP_TIMEOUT_S:.0f} s, killing it")  # noqa: T201
-                child.kill()
+                # Its whole process group (`_start`): a gateway's worker processes too.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
                 code = child.wait()
             if code != 0:
                 print(f"run: {name} stopped with code {code}", flush=True)  # noqa: T201
