@@ -180,7 +180,8 @@ class Walker:
             prompt = prompt + 1 if answered else 0
             waited = time.monotonic() - started
             assert waited < timeout_s, f"names still unanswered after {waited:.0f} s"
-            time.sleep(1)
+            if prompt < rounds:
+                time.sleep(1)
         return time.monotonic() - started
 
     def remove(self) -> None:

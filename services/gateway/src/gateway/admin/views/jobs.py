@@ -22,7 +22,7 @@ from starlette_admin import (
 from starlette_admin.exceptions import ActionFailed
 
 from gateway.admin.problems import succeeded
-from gateway.admin.views.remote import RemoteView
+from gateway.admin.views.remote import FormlessView
 from gateway.settings import Settings
 from meshplate_core.dead_letters import DeadEntry, find_dead, list_dead, replay
 from meshplate_core.jobs import JobStore
@@ -38,14 +38,8 @@ def _jobs(request: Request) -> JobStore:
     return JobStore(request.state.redis, ttl_s=settings.job_ttl_s)
 
 
-class _ReadOnly(RemoteView):
+class _ReadOnly(FormlessView):
     """A view that only lists and shows."""
-
-    def can_create(self, request: Request) -> bool:
-        return False
-
-    def can_edit(self, request: Request) -> bool:
-        return False
 
     def can_delete(self, request: Request) -> bool:
         return False

@@ -14,7 +14,7 @@ from starlette_admin import DateTimeField, IntegerField, StringField, TextAreaFi
 from starlette_admin.exceptions import ActionFailed
 
 from gateway.admin.problems import as_message
-from gateway.admin.views.remote import RemoteView, acting, int_pk, users_client
+from gateway.admin.views.remote import FormlessView, acting, int_pk, users_client
 from gateway.schemas import USERNAME_PATTERN, PostRead
 
 
@@ -49,7 +49,7 @@ def _author(q: str | None) -> str | None:
     return username if USERNAME_PATTERN.fullmatch(username) else None
 
 
-class PostsView(RemoteView):
+class PostsView(FormlessView):
     """The posts of the user the search names."""
 
     key = "posts"
@@ -65,12 +65,6 @@ class PostsView(RemoteView):
     )
     searchable_fields = ("author",)
     row_actions = ("view", "delete")
-
-    def can_create(self, request: Request) -> bool:
-        return False
-
-    def can_edit(self, request: Request) -> bool:
-        return False
 
     async def page(
         self, request: Request, number: int, size: int, q: str | None

@@ -144,3 +144,13 @@ class RemoteView(BaseModelView):
 
     async def delete(self, request: Request, pks: list[Any]) -> int | None:
         raise NotImplementedError("not deleted in the panel")
+
+
+class FormlessView(RemoteView):
+    """A view whose rows are listed and shown (and maybe deleted), never created or edited."""
+
+    def can_create(self, request: Request) -> bool:
+        return False
+
+    def can_edit(self, request: Request) -> bool:
+        return False

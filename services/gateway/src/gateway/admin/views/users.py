@@ -25,7 +25,7 @@ from starlette_admin import (
 from starlette_admin.exceptions import ActionFailed
 
 from gateway.admin.problems import as_message, succeeded
-from gateway.admin.views.remote import RemoteView, acting, int_pk, users_client
+from gateway.admin.views.remote import FormlessView, acting, int_pk, users_client
 from meshplate.users.v1 import users_pb2
 
 
@@ -80,7 +80,7 @@ def _user_id(pk: Any) -> int:
     return user_id
 
 
-class _Accounts(RemoteView):
+class _Accounts(FormlessView):
     """What both views of users share: their fields, their listing, a record."""
 
     pk_attr = "id"
@@ -96,12 +96,6 @@ class _Accounts(RemoteView):
     searchable_fields = ("username", "name", "email")
     # Soft-deleted users, or live ones.
     deleted = False
-
-    def can_create(self, request: Request) -> bool:
-        return False
-
-    def can_edit(self, request: Request) -> bool:
-        return False
 
     async def page(
         self, request: Request, number: int, size: int, q: str | None
